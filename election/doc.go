@@ -1,0 +1,2 @@
+// Package election provides leader election on etcd with leader duties.
+package election

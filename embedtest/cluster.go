@@ -1,0 +1,309 @@
+package embedtest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.etcd.io/etcd/server/v3/embed"
+	"go.uber.org/zap"
+)
+
+// Errors returned by embedtest. Check them with errors.Is.
+var (
+	// ErrClosed is returned by calls on a Cluster after Close.
+	ErrClosed = errors.New("embedtest: cluster closed")
+	// ErrInvalidOption is returned by Start for an option value that cannot
+	// work, such as zero members.
+	ErrInvalidOption = errors.New("embedtest: invalid option")
+	// ErrMemberStopped is returned when an operation needs a running member.
+	ErrMemberStopped = errors.New("embedtest: member is stopped")
+	// ErrMemberRunning is returned when an operation needs a stopped member.
+	ErrMemberRunning = errors.New("embedtest: member is running")
+)
+
+// maxMembers bounds WithMembers; more members only slow a test down.
+const maxMembers = 9
+
+// startAttempts is how often Start picks fresh ports after losing a race
+// for one to another process.
+const startAttempts = 5
+
+// Cluster is a running etcd cluster inside the current process, listening
+// on 127.0.0.1 only. It is safe for concurrent use.
+type Cluster struct {
+	cfg     config
+	dir     string // data root, created by Start and removed by Close
+	token   string
+	members []*Member
+
+	mu      sync.Mutex
+	closed  bool
+	client  *clientv3.Client
+	clients []*clientv3.Client
+	closers []func() error // proxies and the like, closed before members
+}
+
+// Start starts a cluster and returns once every member serves clients and
+// the cluster has a leader. Close it when done; New does that for tests.
+func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("embedtest: start: %w", err)
+	}
+
+	c := &Cluster{cfg: cfg, token: randomToken()}
+	// MkdirTemp uses the system temp dir when cfg.dir is empty.
+	var err error
+	c.dir, err = os.MkdirTemp(cfg.dir, "embedtest-")
+	if err != nil {
+		return nil, fmt.Errorf("embedtest: data dir: %w", err)
+	}
+
+	for attempt := 1; ; attempt++ {
+		err = c.startAll(ctx)
+		if err == nil {
+			break
+		}
+		c.stopAll()
+		if !isAddrInUse(err) || attempt == startAttempts {
+			os.RemoveAll(c.dir)
+			return nil, err
+		}
+	}
+
+	cli, err := c.newClient(clientv3.Config{})
+	if err != nil {
+		c.stopAll()
+		os.RemoveAll(c.dir)
+		return nil, err
+	}
+	c.client = cli
+	return c, nil
+}
+
+func (cfg *config) validate() error {
+	if cfg.members < 1 || cfg.members > maxMembers {
+		return fmt.Errorf("%w: %d members; want 1 to %d", ErrInvalidOption, cfg.members, maxMembers)
+	}
+	if cfg.logger == nil {
+		cfg.logger = zap.NewNop()
+	}
+	if !cfg.timingSet {
+		cfg.tick, cfg.election = 10*time.Millisecond, 100*time.Millisecond
+		if cfg.members > 1 {
+			cfg.tick, cfg.election = 20*time.Millisecond, 200*time.Millisecond
+		}
+	}
+	if cfg.tick < time.Millisecond || cfg.tick%time.Millisecond != 0 {
+		return fmt.Errorf("%w: heartbeat %v; want whole milliseconds >= 1ms", ErrInvalidOption, cfg.tick)
+	}
+	if cfg.election < 5*cfg.tick || cfg.election > 50*time.Second || cfg.election%time.Millisecond != 0 {
+		return fmt.Errorf("%w: election timeout %v; want whole milliseconds from 5 × heartbeat (%v) to 50s",
+			ErrInvalidOption, cfg.election, 5*cfg.tick)
+	}
+	return nil
+}
+
+// startAll picks fresh loopback ports for every member and starts them.
+func (c *Cluster) startAll(ctx context.Context) error {
+	ports, err := freePorts(2 * c.cfg.members)
+	if err != nil {
+		return err
+	}
+	c.members = make([]*Member, c.cfg.members)
+	var initial []string
+	for i := range c.members {
+		name := fmt.Sprintf("m%d", i)
+		m := &Member{
+			cluster:   c,
+			index:     i,
+			name:      name,
+			dataDir:   filepath.Join(c.dir, name),
+			clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i])},
+			peerURL:   url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[2*i+1])},
+		}
+		c.members[i] = m
+		initial = append(initial, name+"="+m.peerURL.String())
+	}
+	for _, m := range c.members {
+		m.initialCluster = strings.Join(initial, ",")
+		if err := m.launch(embed.ClusterStateFlagNew); err != nil {
+			return err
+		}
+	}
+	for _, m := range c.members {
+		if err := m.waitReady(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// stopAll stops every running member without failing.
+func (c *Cluster) stopAll() {
+	var wg sync.WaitGroup
+	for _, m := range c.members {
+		if m == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.shutdown(false)
+		}()
+	}
+	wg.Wait()
+}
+
+// Endpoints returns the client URLs of all members, including stopped ones.
+func (c *Cluster) Endpoints() []string {
+	eps := make([]string, len(c.members))
+	for i, m := range c.members {
+		eps[i] = m.ClientURL()
+	}
+	return eps
+}
+
+// Client returns a client connected to every member. It is shared: do not
+// close it; Close does.
+func (c *Cluster) Client() *clientv3.Client { return c.client }
+
+// NewClient returns a new client of its own connection, so that it can be
+// cut off or closed without touching other clients. cfg.Endpoints defaults
+// to every member and cfg.DialTimeout to 5s. Close closes it too, if it
+// has not been closed already.
+func (c *Cluster) NewClient(cfg ...clientv3.Config) (*clientv3.Client, error) {
+	var cc clientv3.Config
+	if len(cfg) > 0 {
+		cc = cfg[0]
+	}
+	return c.newClient(cc)
+}
+
+func (c *Cluster) newClient(cc clientv3.Config) (*clientv3.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if len(cc.Endpoints) == 0 {
+		cc.Endpoints = c.Endpoints()
+	}
+	if cc.DialTimeout == 0 {
+		cc.DialTimeout = 5 * time.Second
+	}
+	if cc.Logger == nil {
+		cc.Logger = zap.NewNop()
+	}
+	cli, err := clientv3.New(cc)
+	if err != nil {
+		return nil, fmt.Errorf("embedtest: new client: %w", err)
+	}
+	c.clients = append(c.clients, cli)
+	return cli, nil
+}
+
+// onClose registers f to run when the cluster closes, before the members
+// stop. It reports ErrClosed if the cluster is already closed.
+func (c *Cluster) onClose(f func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	c.closers = append(c.closers, f)
+	return nil
+}
+
+// Members returns the number of members.
+func (c *Cluster) Members() int { return len(c.members) }
+
+// Member returns member i, counting from 0. It panics if i is out of range,
+// as indexing a slice does.
+func (c *Cluster) Member(i int) *Member { return c.members[i] }
+
+// Close closes every client made by the cluster, stops every member and
+// removes the data. It is safe to call more than once; later calls return
+// nil.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	closers, clients := c.closers, c.clients
+	c.mu.Unlock()
+
+	var errs []error
+	for _, cli := range clients {
+		// A client the test closed itself returns context.Canceled here.
+		if err := cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	for _, f := range closers {
+		errs = append(errs, f())
+	}
+	c.stopAll()
+	errs = append(errs, os.RemoveAll(c.dir))
+	return errors.Join(errs...)
+}
+
+// freePorts asks the kernel for n distinct free ports on 127.0.0.1. Another
+// process can take one before etcd binds it; Start then tries again.
+func freePorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("embedtest: pick port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+func isAddrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE) || strings.Contains(err.Error(), "address already in use")
+}
+
+func randomToken() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (c *Cluster) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return ErrClosed
+	}
+	return nil
+}

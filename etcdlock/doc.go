@@ -1,0 +1,2 @@
+// Package etcdlock provides fair, fenced distributed locks on etcd.
+package etcdlock
