@@ -57,6 +57,7 @@ type Entry struct {
 	ahead   window
 	changed bool
 
+	rebind   chan (<-chan struct{})
 	done     chan struct{}
 	stopOnce sync.Once
 	stop     chan struct{}
@@ -86,6 +87,7 @@ func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, valu
 	e := &Entry{
 		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
 		done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
+		rebind: make(chan (<-chan struct{})),
 	}
 	newest := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(int64(n) + 1)},
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend))
@@ -108,7 +110,7 @@ func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, valu
 	e.rev = resp.Header.Revision
 	rng := resp.Responses[1].GetResponseRange()
 	// The new key is the newest in the queue, so it is first in rng.
-	e.ahead = window{count: rng.Count - 1, keys: rng.Kvs[1:], rev: e.rev}
+	e.ahead = window{keys: rng.Kvs[1:], rev: e.rev}
 	go e.watchSelf(watchCtx, lost)
 	return e, nil
 }
@@ -161,6 +163,7 @@ func (e *Entry) watchSelf(watchCtx context.Context, lost <-chan struct{}) {
 			select {
 			case <-e.stop:
 				return
+			case lost = <-e.rebind:
 			case <-lost:
 				e.end(ErrGone)
 				return
@@ -222,6 +225,15 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 		if ctx.Err() != nil {
 			return 0
 		}
+	}
+}
+
+// Rebind makes lost, instead of the channel given to Join, end the entry:
+// for a key moved to another lease.
+func (e *Entry) Rebind(lost <-chan struct{}) {
+	select {
+	case e.rebind <- lost:
+	case <-e.stopped:
 	}
 }
 

@@ -9,11 +9,8 @@ import (
 )
 
 // Admitted reports whether fewer than n keys were ahead at the newest read,
-// without a network call.
-func (e *Entry) Admitted(n int) bool { return e.ahead.count < int64(n) }
-
-// Ahead returns how many keys were ahead of the entry at the newest read.
-func (e *Entry) Ahead() int64 { return e.ahead.count }
+// without a network call. n must not exceed the n given to Join.
+func (e *Entry) Admitted(n int) bool { return len(e.ahead.keys) < n }
 
 // Wait blocks until fewer than n keys are ahead of the entry, the entry
 // ends (its key deleted or lost fired), or ctx ends. It must not be called
@@ -142,7 +139,7 @@ func (e *Entry) reread(ctx context.Context, n int, atLeast int64, cause error) e
 	}
 	rng := resp.Responses[1].GetResponseRange()
 	old := e.ahead
-	e.ahead = window{count: rng.Count, keys: rng.Kvs, rev: resp.Header.Revision}
+	e.ahead = window{keys: rng.Kvs, rev: resp.Header.Revision}
 	e.changed = !sameKeys(old.keys, rng.Kvs)
 	return nil
 }

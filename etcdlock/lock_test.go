@@ -1,0 +1,190 @@
+package etcdlock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/etcdlock"
+)
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func newLocker(t *testing.T, cli *clientv3.Client, opts ...etcdlock.Option) *etcdlock.Locker {
+	t.Helper()
+	l, err := etcdlock.New(cli, opts...)
+	require.NoError(t, err)
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// countKeys returns how many keys exist under the default prefix.
+func countKeys(t *testing.T, cli *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), etcdlock.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	return resp.Count
+}
+
+func TestLockReleaseBasics(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	l := newLocker(t, c.Client())
+	for _, auto := range []bool{false, true} {
+		t.Run(fmt.Sprintf("AutoRefresh=%v", auto), func(t *testing.T) {
+			lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "basics", TTL: 5 * time.Second, AutoRefresh: auto,
+				Metadata: map[string]string{"job": "x"}})
+			require.NoError(t, err)
+			require.Equal(t, "basics", lk.Key())
+			require.Equal(t, 5*time.Second, lk.TTL())
+			require.Positive(t, lk.Token())
+			require.Equal(t, "x", lk.Metadata()["job"])
+			require.WithinDuration(t, time.Now().Add(5*time.Second), lk.ExpiresAt(), 2*time.Second)
+			ok, err := lk.IsValid(ctx)
+			require.NoError(t, err)
+			require.True(t, ok)
+
+			resp, err := c.Client().Txn(ctx).If(lk.Guard()).Commit()
+			require.NoError(t, err)
+			require.True(t, resp.Succeeded, "guard must hold while the lock is held")
+
+			require.NoError(t, lk.Release(ctx))
+			<-lk.Done()
+			require.ErrorIs(t, lk.Release(ctx), etcdlock.ErrNotHeld)
+			require.ErrorIs(t, lk.Refresh(ctx, time.Second), etcdlock.ErrNotHeld)
+			ok, err = lk.IsValid(ctx)
+			require.NoError(t, err)
+			require.False(t, ok)
+			resp, err = c.Client().Txn(ctx).If(lk.Guard()).Commit()
+			require.NoError(t, err)
+			require.False(t, resp.Succeeded, "guard must fail after release")
+			require.Zero(t, countKeys(t, c.Client()))
+		})
+	}
+}
+
+func TestFIFOAndTokens(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	const n = 5
+	lockers := make([]*etcdlock.Locker, n)
+	for i := range lockers {
+		cli, err := c.NewClient()
+		require.NoError(t, err)
+		lockers[i] = newLocker(t, cli)
+	}
+	first, err := lockers[0].Lock(ctx, "fifo", 10*time.Second)
+	require.NoError(t, err)
+
+	var mu sync.Mutex
+	var order []int
+	var tokens []int64
+	var wg sync.WaitGroup
+	for i := 1; i < n; i++ {
+		// Queue the waiters one after another so their order is known.
+		before := countKeys(t, c.Client())
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lk, err := lockers[i].Lock(ctx, "fifo", 10*time.Second)
+			if !assertNoError(t, err) {
+				return
+			}
+			mu.Lock()
+			order = append(order, i)
+			tokens = append(tokens, lk.Token())
+			mu.Unlock()
+			assertNoError(t, lk.Release(ctx))
+		}()
+		waitFor(t, func() bool { return countKeys(t, c.Client()) == before+1 })
+	}
+	require.NoError(t, first.Release(ctx))
+	wg.Wait()
+	require.Equal(t, []int{1, 2, 3, 4}, order)
+	for i := 1; i < len(tokens); i++ {
+		require.Greater(t, tokens[i], tokens[i-1])
+	}
+	require.Greater(t, tokens[0], first.Token())
+	require.Zero(t, countKeys(t, c.Client()))
+}
+
+func TestTryLock(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	l := newLocker(t, c.Client())
+	lk, ok, err := l.TryLock(ctx, "try", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+
+	status, err := c.Client().Status(ctx, c.Endpoints()[0])
+	require.NoError(t, err)
+	other, ok, err := l.TryLock(ctx, "try", 5*time.Second)
+	require.NoError(t, err)
+	require.False(t, ok)
+	require.Nil(t, other)
+	after, err := c.Client().Status(ctx, c.Endpoints()[0])
+	require.NoError(t, err)
+	require.Equal(t, status.Header.Revision, after.Header.Revision, "a failed TryLock must write nothing")
+
+	require.NoError(t, lk.Release(ctx))
+	lk, ok, err = l.TryLock(ctx, "try", 5*time.Second)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.NoError(t, lk.Release(ctx))
+}
+
+func TestTimeoutLeavesNoKey(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	l := newLocker(t, c.Client())
+	held, err := l.Lock(ctx, "busy", 5*time.Second)
+	require.NoError(t, err)
+	_, err = l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "busy", TTL: 5 * time.Second, Timeout: 50 * time.Millisecond})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Equal(t, int64(1), countKeys(t, c.Client()))
+
+	cctx, cancel := context.WithCancel(ctx)
+	go func() {
+		waitFor(t, func() bool { return countKeys(t, c.Client()) == 2 })
+		cancel()
+	}()
+	_, err = l.Lock(cctx, "busy", 5*time.Second)
+	require.ErrorIs(t, err, context.Canceled)
+	require.Equal(t, int64(1), countKeys(t, c.Client()))
+	require.NoError(t, held.Release(ctx))
+	require.Zero(t, countKeys(t, c.Client()))
+}
+
+func assertNoError(t *testing.T, err error) bool {
+	t.Helper()
+	if err != nil {
+		t.Errorf("unexpected error: %v", err)
+		return false
+	}
+	return true
+}
+
+// waitFor waits for cond, checking it on a short tick, for up to 10s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 10s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+var _ = errors.Is

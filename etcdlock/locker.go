@@ -1,0 +1,418 @@
+package etcdlock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/keys"
+	"github.com/leasekit/leasekit/internal/lease"
+	"github.com/leasekit/leasekit/internal/queue"
+)
+
+// MaxTTL is the longest TTL etcd grants.
+const MaxTTL = 9_000_000_000 * time.Second
+
+// MaxMetadataBytes bounds the encoded metadata stored with a hold, far below
+// etcd's 1.5 MiB request limit.
+const MaxMetadataBytes = 64 << 10
+
+// DistributedLock is the contract of the architecture decision record
+// leasekit starts from. *Locker implements it.
+type DistributedLock interface {
+	// Lock waits for the named lock and holds it for ttl unless refreshed.
+	Lock(ctx context.Context, key string, ttl time.Duration) (Lock, error)
+	// TryLock takes the named lock if it is free, without waiting.
+	TryLock(ctx context.Context, key string, ttl time.Duration) (Lock, bool, error)
+	// LockWithOptions waits for a lock as opts describe.
+	LockWithOptions(ctx context.Context, opts LockOptions) (Lock, error)
+}
+
+// LockOptions describes an acquisition for LockWithOptions.
+type LockOptions struct {
+	// Key is the lock's name: any non-empty UTF-8 string of at most
+	// MaxKeyLen bytes. Names never collide: "a", "a/" and "a/b" are three
+	// locks.
+	Key string
+	// TTL is how long the lock lives without a refresh, rounded up to
+	// whole seconds; etcd raises it to its minimum (2s by default). Lock.TTL
+	// reports what was granted.
+	TTL time.Duration
+	// Timeout, if positive, bounds the wait; the error then wraps
+	// context.DeadlineExceeded.
+	Timeout time.Duration
+	// RetryInterval is accepted for compatibility with polling designs and
+	// ignored: a waiter is woken by a watch the moment its turn comes.
+	RetryInterval time.Duration
+	// Metadata is stored with the hold, beside the holder's hostname and
+	// process ID. Inspect returns it.
+	Metadata map[string]string
+	// AutoRefresh keeps the lock alive with lease keepalives until Release,
+	// Close or loss. Locks with AutoRefresh and the same TTL share one lease
+	// per Locker, so acquiring costs one round trip.
+	AutoRefresh bool
+	// RefreshTTL, if set, is the lease TTL used with AutoRefresh instead of
+	// TTL: how long a holder that stops keeping alive keeps the lock.
+	RefreshTTL time.Duration
+}
+
+// MaxKeyLen is the longest lock name, in bytes.
+const MaxKeyLen = keys.MaxNameLen
+
+// Locker hands out fair, fenced locks stored in etcd. Waiters are served in
+// the order they asked (FIFO); each watches only the waiter before it.
+//
+// A Locker is safe for concurrent use. Make one per process and share it:
+// its AutoRefresh locks share leases and one keepalive per TTL. Close
+// releases everything it holds.
+type Locker struct {
+	cli     *clientv3.Client
+	prefix  string
+	lg      *zap.Logger
+	metrics Metrics
+	meta    map[string]string
+
+	ctx    context.Context // ends on Close; waits end with it
+	cancel context.CancelFunc
+	seq    atomic.Int64
+
+	mu     sync.Mutex
+	closed bool
+	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
+	holds  map[*lock]struct{}
+	wg     sync.WaitGroup // calls in flight, so Close can wait for them
+}
+
+var _ DistributedLock = (*Locker)(nil)
+
+// New returns a Locker that keeps its locks in etcd through cli. The
+// Locker does not own cli: close cli after the Locker.
+func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
+	o := options{prefix: DefaultPrefix, logger: zap.NewNop(), metrics: nopMetrics{}}
+	for _, opt := range opts {
+		opt.apply(&o)
+	}
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil etcd client", ErrInvalidOption)
+	}
+	prefix, err := keys.Prefix(o.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	if o.logger == nil || o.metrics == nil {
+		return nil, fmt.Errorf("%w: nil logger or metrics", ErrInvalidOption)
+	}
+	meta := map[string]string{"pid": fmt.Sprint(os.Getpid())}
+	if host, err := os.Hostname(); err == nil {
+		meta["host"] = host
+	}
+	for k, v := range o.meta {
+		meta[k] = v
+	}
+	l := &Locker{
+		cli: cli, prefix: prefix, lg: o.logger, metrics: o.metrics, meta: meta,
+		shared: map[int64]*lease.Lease{}, holds: map[*lock]struct{}{},
+	}
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+	return l, nil
+}
+
+// Lock waits for the named lock and returns it held. Without a Refresh the
+// lock expires after ttl (rounded up to whole seconds, and at least etcd's
+// minimum). It is LockWithOptions with just Key and TTL.
+func (l *Locker) Lock(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
+	return l.LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl})
+}
+
+// LockWithOptions waits for a lock as opts describe. If ctx ends or
+// opts.Timeout passes first, the wait leaves the queue and the error wraps
+// the context's error.
+func (l *Locker) LockWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
+	return l.acquire(ctx, opts, true)
+}
+
+// TryLock takes the named lock if nobody holds or waits for it, and returns
+// (nil, false, nil) otherwise. A TryLock that finds the lock taken writes
+// nothing to etcd.
+func (l *Locker) TryLock(ctx context.Context, key string, ttl time.Duration) (Lock, bool, error) {
+	lk, err := l.acquire(ctx, LockOptions{Key: key, TTL: ttl}, false)
+	if errors.Is(err, errBusy) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return lk, true, nil
+}
+
+// errBusy is acquire's answer to a TryLock that finds the lock taken.
+var errBusy = errors.New("etcdlock: busy")
+
+// spec is a validated acquisition.
+type spec struct {
+	name      string
+	queue     string // the lock's key prefix, ending in '/'
+	ttl       time.Duration
+	keepalive bool
+	value     string
+	meta      map[string]string
+}
+
+func (l *Locker) validate(opts LockOptions) (spec, error) {
+	enc, err := keys.Encode(opts.Key)
+	if err != nil {
+		return spec{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	ttl := opts.TTL
+	if opts.AutoRefresh && opts.RefreshTTL != 0 {
+		ttl = opts.RefreshTTL
+	}
+	switch {
+	case opts.TTL <= 0:
+		return spec{}, fmt.Errorf("%w: TTL %v must be positive", ErrInvalidTTL, opts.TTL)
+	case ttl <= 0:
+		return spec{}, fmt.Errorf("%w: RefreshTTL %v must be positive", ErrInvalidTTL, opts.RefreshTTL)
+	case ttl > MaxTTL:
+		return spec{}, fmt.Errorf("%w: TTL %v is above etcd's maximum %v", ErrInvalidTTL, ttl, MaxTTL)
+	case opts.Timeout < 0 || opts.RetryInterval < 0:
+		return spec{}, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidTTL)
+	}
+	meta := make(map[string]string, len(l.meta)+len(opts.Metadata))
+	for k, v := range l.meta {
+		meta[k] = v
+	}
+	for k, v := range opts.Metadata {
+		meta[k] = v
+	}
+	value, err := json.Marshal(meta)
+	if err != nil {
+		return spec{}, fmt.Errorf("%w: %v", ErrInvalidMetadata, err)
+	}
+	if len(value) > MaxMetadataBytes {
+		return spec{}, fmt.Errorf("%w: %d bytes encoded; the limit is %d", ErrInvalidMetadata, len(value), MaxMetadataBytes)
+	}
+	return spec{
+		name: opts.Key, queue: l.prefix + enc + "/", ttl: ttl,
+		keepalive: opts.AutoRefresh, value: string(value), meta: meta,
+	}, nil
+}
+
+// enter registers a call in flight; it fails after Close.
+func (l *Locker) enter() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	l.wg.Add(1)
+	return nil
+}
+
+func (l *Locker) acquire(ctx context.Context, opts LockOptions, wait bool) (_ Lock, err error) {
+	sp, err := l.validate(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.enter(); err != nil {
+		return nil, err
+	}
+	defer l.wg.Done()
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("etcdlock: lock %q: %w", sp.name, err)
+	}
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
+		defer cancel()
+	}
+	// Close ends every wait.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stopClose := context.AfterFunc(l.ctx, func() { cancel(ErrClosed) })
+	defer stopClose()
+
+	start := time.Now()
+	lk, err := l.take(ctx, sp, wait)
+	switch {
+	case err == nil:
+		l.metrics.Acquired(sp.name, time.Since(start))
+		return lk, nil
+	case errors.Is(err, errBusy):
+		return nil, err
+	case errors.Is(context.Cause(ctx), ErrClosed):
+		err = ErrClosed
+	}
+	reason := "error"
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		reason = "timeout"
+	case errors.Is(err, context.Canceled):
+		reason = "canceled"
+	case errors.Is(err, ErrLockLost):
+		reason = "lost"
+	}
+	l.metrics.Failed(sp.name, reason)
+	return nil, fmt.Errorf("etcdlock: lock %q: %w", sp.name, err)
+}
+
+// take joins the queue and, if wait is set, waits for its turn.
+func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
+	if !wait {
+		// Look before writing anything: a busy lock costs one read.
+		resp, err := l.cli.Get(ctx, sp.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return nil, err
+		}
+		if resp.Count > 0 {
+			return nil, errBusy
+		}
+	}
+	ls, own, err := l.leaseFor(ctx, sp)
+	if err != nil {
+		return nil, err
+	}
+	key := fmt.Sprintf("%s%016x-%x", sp.queue, int64(ls.ID()), l.seq.Add(1))
+	watchCtx := clientv3.WithRequireLeader(l.ctx)
+	e, err := queue.Join(ctx, watchCtx, l.cli, sp.queue, key, sp.value, ls.ID(), 1, ls.Done())
+	if err == nil && !e.Admitted(1) {
+		if !wait {
+			err = errBusy
+		} else {
+			l.metrics.Waiting(sp.name, 1)
+			err = e.Wait(ctx, watchCtx, 1)
+			l.metrics.Waiting(sp.name, -1)
+			if errors.Is(err, queue.ErrGone) {
+				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))
+			}
+		}
+		if err != nil {
+			l.cleanup(e)
+		}
+	}
+	if err != nil {
+		if own {
+			revokeDetached(ls)
+		}
+		return nil, err
+	}
+	lk := &lock{locker: l, spec: sp, entry: e, lease: ls, own: own, acquired: time.Now()}
+	if !l.track(lk) {
+		lk.Release(context.Background())
+		return nil, ErrClosed
+	}
+	go lk.watchLoss()
+	return lk, nil
+}
+
+// leaseOrKey says whether a loss came from the lease or from the key.
+func leaseOrKey(ls *lease.Lease) error {
+	if err := ls.Err(); err != nil {
+		return err
+	}
+	return queue.ErrGone
+}
+
+// cleanup removes a waiter's key with a context of its own.
+func (l *Locker) cleanup(e *queue.Entry) {
+	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	defer cancel()
+	e.Leave(ctx)
+}
+
+func revokeDetached(ls *lease.Lease) {
+	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	defer cancel()
+	ls.Revoke(ctx)
+}
+
+// leaseFor returns the lease a new hold goes on: a shared keepalive lease
+// for AutoRefresh, else a lease of its own. own reports the latter.
+func (l *Locker) leaseFor(ctx context.Context, sp spec) (ls *lease.Lease, own bool, err error) {
+	if !sp.keepalive {
+		ls, err = lease.Grant(ctx, l.cli, sp.ttl, false, l.lg)
+		return ls, true, err
+	}
+	secs := lease.Seconds(sp.ttl)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ls := l.shared[secs]; ls != nil && ls.Alive() {
+		return ls, false, nil
+	}
+	// Granting under mu keeps concurrent first locks from granting twice;
+	// it happens once per TTL and after a loss.
+	ls, err = lease.Grant(ctx, l.cli, sp.ttl, true, l.lg)
+	if err != nil {
+		return nil, false, err
+	}
+	if old := l.shared[secs]; old != nil {
+		old.Close()
+	}
+	l.shared[secs] = ls
+	return ls, false, nil
+}
+
+func (l *Locker) track(lk *lock) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return false
+	}
+	l.holds[lk] = struct{}{}
+	return true
+}
+
+func (l *Locker) untrack(lk *lock) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.holds, lk)
+}
+
+// Close releases every lock the Locker holds, ends every wait with
+// ErrClosed and revokes the Locker's shared leases. It waits for calls in
+// flight, each bounded. Later calls return ErrClosed. It returns the
+// first error from releasing.
+func (l *Locker) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	holds := make([]*lock, 0, len(l.holds))
+	for lk := range l.holds {
+		holds = append(holds, lk)
+	}
+	l.mu.Unlock()
+	l.cancel()
+	l.wg.Wait()
+
+	var errs []error
+	for _, lk := range holds {
+		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		if err := lk.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	l.mu.Lock()
+	shared := l.shared
+	l.shared = nil
+	l.mu.Unlock()
+	for _, ls := range shared {
+		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		err := ls.Revoke(ctx)
+		if err != nil && !errors.Is(err, lease.ErrNotFound) && !errors.Is(err, lease.ErrExpired) {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	return errors.Join(errs...)
+}
