@@ -1,0 +1,29 @@
+package ratelimit
+
+import "errors"
+
+// Errors returned by this package. Check them with errors.Is; the returned
+// error wraps them with details.
+var (
+	// ErrNilClient is returned by New for a nil etcd client.
+	ErrNilClient = errors.New("ratelimit: nil etcd client")
+	// ErrInvalidName is returned by New for an empty name, a name that is
+	// not valid UTF-8 or one longer than 1024 bytes.
+	ErrInvalidName = errors.New("ratelimit: invalid name")
+	// ErrInvalidKey is returned for an empty key, a key that is not valid
+	// UTF-8 or one longer than 1024 bytes.
+	ErrInvalidKey = errors.New("ratelimit: invalid key")
+	// ErrInvalidLimit is returned for a Limit with Rate < 1, Burst < 1,
+	// Period <= 0, more than one event per nanosecond, or a bucket that
+	// takes longer than MaxRefill to refill.
+	ErrInvalidLimit = errors.New("ratelimit: invalid limit")
+	// ErrInvalidN is returned by AllowN and WaitN for n < 1 or n > Burst:
+	// such a request could never be allowed, so it fails at once instead of
+	// waiting forever.
+	ErrInvalidN = errors.New("ratelimit: invalid n")
+	// ErrInvalidOption is returned by New for an option value that cannot
+	// work, such as a negative batch window.
+	ErrInvalidOption = errors.New("ratelimit: invalid option")
+	// ErrClosed is returned by calls on a Limiter after Close.
+	ErrClosed = errors.New("ratelimit: limiter closed")
+)

@@ -1,0 +1,461 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/keys"
+)
+
+// Result is the outcome of one Allow call.
+type Result struct {
+	// Allowed is the number of events allowed: n, or 0 for a denial.
+	Allowed int
+	// Remaining is the number of events the bucket still allows now. In
+	// batched mode it is this instance's estimate: the tokens it holds plus
+	// what the shared bucket held when it last read it.
+	Remaining int
+	// RetryAfter is 0 when the call was allowed. After a denial it is
+	// always positive: the time until a retry can succeed, as far as this
+	// instance knows. Another instance may take the tokens first.
+	RetryAfter time.Duration
+	// ResetAfter is the time until the bucket is full again if nobody
+	// takes from it.
+	ResetAfter time.Duration
+}
+
+// Limiter enforces one Limit on every key of one name, shared by every
+// Limiter in every process that uses the same etcd, prefix and name. Make
+// one with New; the zero value is not usable. A Limiter is safe for
+// concurrent use.
+//
+// Most callers want Allow, which answers at once, or Wait, which blocks
+// until an event is allowed.
+//
+// Each key has its own bucket, stored in etcd as a GCRA theoretical
+// arrival time and changed only by compare-and-swap transactions: one etcd
+// write per allowed call, none for a denial. An instance that sees a key
+// in heavy use takes tokens in batches and serves them from memory; see
+// the package documentation for the guarantees of each mode.
+//
+// A Limiter runs one goroutine, which watches for limit changes; Close
+// stops it.
+type Limiter struct {
+	cli    *clientv3.Client
+	name   string
+	cfg    config
+	base   string // prefix + encoded name + "/"
+	cfgKey string
+	def    *params // the limit given to New
+	cur    atomic.Pointer[params]
+	clock  *clock
+	leases *leases
+	lg     *zap.Logger
+	m      Metrics
+
+	limitMu  sync.Mutex
+	limitRev int64 // etcd revision of the limit in force; 0 for New's
+
+	ready     chan struct{} // closed once the stored limit has been read
+	readyOnce sync.Once
+	closed    chan struct{}
+	closeOnce sync.Once
+	cancel    context.CancelFunc
+	done      chan struct{} // closed when run returns
+
+	mu   sync.Mutex
+	keys map[string]*keyState
+}
+
+// keyState is what one instance knows about one key.
+type keyState struct {
+	bucketKey string
+	sem       chan struct{} // one call per key and instance talks to etcd at a time
+	refs      int           // callers holding or waiting for sem; guarded by Limiter.mu
+
+	// Guarded by sem, or by Limiter.mu when refs is 0.
+	modRev    int64  // ModRevision of b in etcd; 0 for absent (or assumed absent)
+	b         bucket // last state read or written: others only ever move tat forward
+	held      int    // tokens taken in a batch and not yet used
+	heldUntil int64  // limiter time at which held tokens expire
+	consumed  int64  // tokens allowed since demandSince
+	since     int64  // start of the current demand sample; 0 before the first
+	demand    float64
+	lastUse   int64
+}
+
+// New returns a Limiter that enforces limit on the keys of name, unless a
+// limit stored in etcd with SetLimit overrides it. It validates its
+// arguments and does not contact etcd: the first call does.
+func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limiter, error) {
+	if cli == nil {
+		return nil, ErrNilClient
+	}
+	if err := checkString(name); err != nil {
+		return nil, fmt.Errorf("%w %q: %v", ErrInvalidName, name, err)
+	}
+	p, err := newParams(limit)
+	if err != nil {
+		return nil, err
+	}
+	cfg := defaultConfig()
+	for _, o := range opts {
+		o.apply(&cfg)
+	}
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	prefix, err := keys.Prefix(cfg.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	enc, _ := keys.Encode(name)
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Limiter{
+		cli:    cli,
+		name:   name,
+		cfg:    cfg,
+		base:   prefix + enc + "/",
+		def:    p,
+		clock:  newClock(cfg.clock),
+		leases: newLeases(cli),
+		lg:     cfg.logger.With(zap.String("limiter", name)),
+		m:      cfg.metrics,
+		ready:  make(chan struct{}),
+		closed: make(chan struct{}),
+		cancel: cancel,
+		done:   make(chan struct{}),
+		keys:   make(map[string]*keyState),
+	}
+	l.cfgKey = l.base + "limit"
+	l.cur.Store(p)
+	go l.run(ctx)
+	return l, nil
+}
+
+func checkString(s string) error {
+	switch {
+	case s == "":
+		return errors.New("empty")
+	case len(s) > keys.MaxNameLen:
+		return fmt.Errorf("%d bytes; the limit is %d", len(s), keys.MaxNameLen)
+	case !utf8.ValidString(s):
+		return errors.New("not valid UTF-8")
+	}
+	return nil
+}
+
+// Name returns the name given to New.
+func (l *Limiter) Name() string { return l.name }
+
+// Limit returns the limit in force: the one stored with SetLimit, or else
+// the one given to New.
+func (l *Limiter) Limit() Limit { return l.cur.Load().limit }
+
+// Allow is AllowN(ctx, key, 1).
+func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
+	return l.AllowN(ctx, key, 1)
+}
+
+// AllowN reports whether n events may happen now for key, and takes them
+// from key's bucket if so. It never waits for tokens, only for etcd.
+//
+// n must be between 1 and Burst, or AllowN returns ErrInvalidN. An error
+// means that nothing was allowed; the tokens may still have been taken if
+// etcd committed a write whose reply was lost, which errs on the strict
+// side.
+func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
+	if n < 1 {
+		return Result{}, fmt.Errorf("%w: n=%d; want >= 1", ErrInvalidN, n)
+	}
+	if err := l.waitReady(ctx); err != nil {
+		return Result{}, err
+	}
+	ks, err := l.acquire(ctx, key)
+	if err != nil {
+		return Result{}, err
+	}
+	defer l.release(ks)
+	r, err := l.allow(ctx, ks, n)
+	switch {
+	case err != nil:
+	case r.Allowed > 0:
+		l.m.Allowed(l.name, n)
+		if int64(r.Remaining)*10 < int64(l.cur.Load().limit.Burst) {
+			l.m.NearLimit(l.name)
+		}
+	default:
+		l.m.Denied(l.name, n)
+	}
+	return r, err
+}
+
+// Wait is WaitN(ctx, key, 1).
+func (l *Limiter) Wait(ctx context.Context, key string) error {
+	return l.WaitN(ctx, key, 1)
+}
+
+// WaitN blocks until n events are allowed for key and takes them, or until
+// ctx is done. It retries after each denial's RetryAfter, so waiters are
+// not served in order of arrival. n must be between 1 and Burst, or WaitN
+// returns ErrInvalidN at once. An error wraps ctx.Err() if ctx ended
+// first.
+func (l *Limiter) WaitN(ctx context.Context, key string, n int) error {
+	var t *time.Timer
+	for {
+		r, err := l.AllowN(ctx, key, n)
+		if err != nil {
+			return err
+		}
+		if r.Allowed > 0 {
+			return nil
+		}
+		if t == nil {
+			t = time.NewTimer(r.RetryAfter)
+			defer t.Stop()
+		} else {
+			t.Reset(r.RetryAfter)
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return fmt.Errorf("ratelimit: wait for %q: %w", key, ctx.Err())
+		case <-l.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// SetLimit stores lim in etcd as the limit of name, for every Limiter with
+// this prefix and name. It is in force here when SetLimit returns, and in
+// other instances as soon as their watch delivers it, normally within
+// milliseconds. Deleting the key (see the package documentation) restores
+// each instance's own limit given to New.
+//
+// Buckets keep their state across a change: time owed under the old limit
+// is still owed, so a smaller limit may deny calls until that debt is
+// repaid.
+func (l *Limiter) SetLimit(ctx context.Context, lim Limit) error {
+	p, err := newParams(lim)
+	if err != nil {
+		return err
+	}
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	resp, err := l.cli.Put(ctx, l.cfgKey, marshalLimit(lim))
+	if err != nil {
+		return fmt.Errorf("ratelimit: set limit: %w", err)
+	}
+	l.applyLimit(p, resp.Header.Revision)
+	return nil
+}
+
+// Close stops the limiter's goroutine. Calls made after Close return
+// ErrClosed. Close leaves the buckets in etcd alone, so they neither
+// refill nor vanish early because an instance stopped. It is safe to call
+// more than once.
+func (l *Limiter) Close() error {
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.cancel()
+	})
+	<-l.done
+	return nil
+}
+
+func (l *Limiter) checkOpen() error {
+	select {
+	case <-l.closed:
+		return ErrClosed
+	default:
+		return nil
+	}
+}
+
+// waitReady waits until the stored limit, if any, is known, so that a new
+// instance never enforces a stale limit.
+func (l *Limiter) waitReady(ctx context.Context) error {
+	if err := l.checkOpen(); err != nil {
+		return err
+	}
+	select {
+	case <-l.ready:
+		return nil
+	case <-l.closed:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("ratelimit: load limit: %w", ctx.Err())
+	}
+}
+
+// acquire returns key's state with its semaphore held.
+func (l *Limiter) acquire(ctx context.Context, key string) (*keyState, error) {
+	l.mu.Lock()
+	ks := l.keys[key]
+	if ks == nil {
+		if err := checkString(key); err != nil {
+			l.mu.Unlock()
+			return nil, fmt.Errorf("%w %q: %v", ErrInvalidKey, key, err)
+		}
+		enc, _ := keys.Encode(key)
+		ks = &keyState{bucketKey: l.base + "b/" + enc, sem: make(chan struct{}, 1)}
+		l.keys[key] = ks
+	}
+	ks.refs++
+	l.mu.Unlock()
+	select {
+	case ks.sem <- struct{}{}:
+		return ks, nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		ks.refs--
+		l.mu.Unlock()
+		return nil, fmt.Errorf("ratelimit: %w", ctx.Err())
+	}
+}
+
+func (l *Limiter) release(ks *keyState) {
+	<-ks.sem
+	l.mu.Lock()
+	ks.refs--
+	l.mu.Unlock()
+}
+
+// allow decides one call with ks's semaphore held. It serves the call from
+// tokens held in a batch if it can; otherwise it takes a batch (or, in
+// exact mode, just n) from the bucket by compare-and-swap, retrying with
+// the fresh state after a conflict. A denial comes from the cached state
+// and writes nothing: others only ever move a bucket's arrival time
+// forward, so a bucket that was short of tokens is still short.
+func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error) {
+	for {
+		if err := ctx.Err(); err != nil {
+			return Result{}, fmt.Errorf("ratelimit: %w", err)
+		}
+		p := l.cur.Load()
+		if n > p.limit.Burst {
+			return Result{}, fmt.Errorf("%w: n=%d exceeds burst %d", ErrInvalidN, n, p.limit.Burst)
+		}
+		now := l.clock.now()
+		ks.lastUse = now
+		if ks.held > 0 && now >= ks.heldUntil {
+			l.m.Held(l.name, -ks.held)
+			ks.held = 0
+		}
+		if ks.held >= n {
+			ks.held -= n
+			ks.consumed += int64(n)
+			l.m.Held(l.name, -n)
+			return ks.result(p, now, n), nil
+		}
+		need := n - ks.held
+		want := ks.batchSize(p, now, need, l.cfg.window)
+		ok, tat, wait := p.take(ks.b.tat, now, want)
+		if !ok {
+			r := ks.result(p, now, 0)
+			r.RetryAfter = time.Duration(wait)
+			return r, nil
+		}
+		lid, err := l.leases.get(ctx, time.Duration(tat-now), time.Duration(p.tol))
+		if err != nil {
+			return Result{}, err
+		}
+		b := bucket{tat: tat, now: now}
+		resp, err := l.cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(ks.bucketKey), "=", ks.modRev)).
+			Then(clientv3.OpPut(ks.bucketKey, b.encode(), clientv3.WithLease(lid))).
+			Else(clientv3.OpGet(ks.bucketKey)).
+			Commit()
+		if err != nil {
+			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+				if err := l.leases.drop(ctx, lid); err != nil {
+					return Result{}, fmt.Errorf("ratelimit: %w", err)
+				}
+				continue
+			}
+			return Result{}, fmt.Errorf("ratelimit: update %q: %w", ks.bucketKey, err)
+		}
+		if !resp.Succeeded {
+			l.m.Conflict(l.name)
+			l.load(ks, resp.Responses[0].GetResponseRange().Kvs)
+			continue
+		}
+		ks.modRev, ks.b = resp.Header.Revision, b
+		if ks.held > 0 {
+			l.m.Held(l.name, -ks.held)
+		}
+		ks.held, ks.heldUntil = want-need, now+int64(l.cfg.window)
+		if ks.held > 0 {
+			l.m.Held(l.name, ks.held)
+		}
+		ks.consumed += int64(n)
+		return ks.result(p, now, n), nil
+	}
+}
+
+// load caches the bucket state read after a lost compare-and-swap.
+func (l *Limiter) load(ks *keyState, kvs []*mvccKV) {
+	if len(kvs) == 0 {
+		ks.modRev, ks.b = 0, bucket{}
+		return
+	}
+	kv := kvs[0]
+	b, err := decodeBucket(kv.Value)
+	if err != nil {
+		// Not written by this package: count it as a full bucket and let
+		// the next write replace it.
+		l.lg.Warn("ratelimit: ignoring malformed bucket", zap.String("key", string(kv.Key)), zap.ByteString("value", kv.Value))
+		b = bucket{}
+	}
+	ks.modRev, ks.b = kv.ModRevision, b
+	l.clock.observe(b.now)
+}
+
+// result describes the bucket after a call that allowed n events (0 for a
+// denial, whose RetryAfter the caller sets).
+func (ks *keyState) result(p *params, now int64, n int) Result {
+	rem := int64(ks.held) + max(0, p.available(ks.b.tat, now))
+	return Result{
+		Allowed:    n,
+		Remaining:  int(min(rem, int64(p.limit.Burst))),
+		ResetAfter: time.Duration(max(0, ks.b.tat-now)),
+	}
+}
+
+// batchSize returns how many tokens to take from the bucket when this
+// instance needs need more: need itself in exact mode, or what the key's
+// recent demand here uses up in one batch window, capped at what the full
+// rate produces in a window. Demand is the rate of tokens allowed here,
+// sampled over at least half a window; denied calls do not count, so under
+// contention each instance's batches shrink to its share.
+func (ks *keyState) batchSize(p *params, now int64, need int, window time.Duration) int {
+	if window <= 0 {
+		return need
+	}
+	el := now - ks.since
+	switch {
+	case ks.since == 0:
+		ks.since = now
+	case el > 4*int64(window):
+		ks.demand = float64(ks.consumed) * 1e9 / float64(el)
+		ks.consumed, ks.since = 0, now
+	case el >= int64(window)/2:
+		ks.demand = (ks.demand + float64(ks.consumed)*1e9/float64(el)) / 2
+		ks.consumed, ks.since = 0, now
+	}
+	want := min(int(ks.demand*window.Seconds()+0.999), p.batchCap(window))
+	if want < 2 {
+		return need
+	}
+	return max(want, need)
+}

@@ -1,0 +1,56 @@
+package ratelimit_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// fakeClock is a clock that moves only when told, shared by the instances
+// of a test so that their results are exact.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock { return &fakeClock{t: time.Unix(1_700_000_000, 0)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// skewed returns a clock that reads c's time plus d.
+func (c *fakeClock) skewed(d time.Duration) func() time.Time {
+	return func() time.Time { return c.Now().Add(d) }
+}
+
+// testCtx returns a context that bounds a whole test.
+func testCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// revision returns the store revision: it moves once per etcd write.
+func revision(t testing.TB, ctx context.Context, cli *clientv3.Client) int64 {
+	t.Helper()
+	resp, err := cli.Get(ctx, "revision-probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Header.Revision
+}
