@@ -61,6 +61,7 @@ type lock struct {
 	locker   *Locker
 	spec     spec
 	entry    *queue.Entry
+	slot     int
 	acquired time.Time
 
 	mu       sync.Mutex // serialises Refresh and Release
@@ -115,6 +116,9 @@ func (lk *lock) watchLoss() {
 	lk.locker.untrack(lk)
 }
 
+// done returns the hold's slot once its key is deleted or given up on.
+func (lk *lock) freeSlot() { lk.locker.freeSlot(lk.spec.queue, lk.slot) }
+
 func (lk *lock) Release(ctx context.Context) error {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
@@ -138,6 +142,7 @@ func (lk *lock) Release(ctx context.Context) error {
 			err = fmt.Errorf("%w: key gone", ErrNotHeld)
 		}
 	}
+	lk.freeSlot()
 	if lost != nil && err == nil {
 		err = fmt.Errorf("%w: %w", ErrNotHeld, lost)
 	}

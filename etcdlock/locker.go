@@ -2,12 +2,13 @@ package etcdlock
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -82,13 +83,14 @@ type Locker struct {
 
 	ctx    context.Context // ends on Close; waits end with it
 	cancel context.CancelFunc
-	seq    atomic.Int64
+	id     string // random; names this Locker's keys
 
 	mu     sync.Mutex
 	closed bool
 	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
 	holds  map[*lock]struct{}
-	wg     sync.WaitGroup // calls in flight, so Close can wait for them
+	slots  map[string]map[int]bool // queue prefix -> slots in use
+	wg     sync.WaitGroup           // calls in flight, so Close can wait for them
 }
 
 var _ DistributedLock = (*Locker)(nil)
@@ -119,7 +121,8 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 	}
 	l := &Locker{
 		cli: cli, prefix: prefix, lg: o.logger, metrics: o.metrics, meta: meta,
-		shared: map[int64]*lease.Lease{}, holds: map[*lock]struct{}{},
+		shared: map[int64]*lease.Lease{}, holds: map[*lock]struct{}{}, slots: map[string]map[int]bool{},
+		id: randomID(),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l, nil
@@ -279,9 +282,13 @@ func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
 	if err != nil {
 		return nil, err
 	}
-	key := fmt.Sprintf("%s%016x-%x", sp.queue, int64(ls.ID()), l.seq.Add(1))
 	watchCtx := clientv3.WithRequireLeader(l.ctx)
+	slot := l.takeSlot(sp.queue)
+	key := fmt.Sprintf("%s%s-%d", sp.queue, l.id, slot)
 	e, err := queue.Join(ctx, watchCtx, l.cli, sp.queue, key, sp.value, ls.ID(), 1, ls.Done())
+	if err != nil {
+		l.freeSlot(sp.queue, slot)
+	}
 	if err == nil && !e.Admitted(1) {
 		if !wait {
 			err = errBusy
@@ -295,6 +302,7 @@ func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
 		}
 		if err != nil {
 			l.cleanup(e)
+			l.freeSlot(sp.queue, slot)
 		}
 	}
 	if err != nil {
@@ -303,7 +311,7 @@ func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
 		}
 		return nil, err
 	}
-	lk := &lock{locker: l, spec: sp, entry: e, lease: ls, own: own, acquired: time.Now()}
+	lk := &lock{locker: l, spec: sp, entry: e, lease: ls, own: own, slot: slot, acquired: time.Now()}
 	if !l.track(lk) {
 		lk.Release(context.Background())
 		return nil, ErrClosed
@@ -357,6 +365,44 @@ func (l *Locker) leaseFor(ctx context.Context, sp spec) (ls *lease.Lease, own bo
 	}
 	l.shared[secs] = ls
 	return ls, false, nil
+}
+
+// takeSlot returns the lowest slot of queue free in this Locker. A hold's
+// key is "<queue><locker id>-<slot>": reusing keys, rather than making a new
+// one per acquisition, keeps etcd's key index from filling with the
+// tombstones of deleted keys, which every read of the queue would walk
+// until the next compaction.
+func (l *Locker) takeSlot(queue string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	used := l.slots[queue]
+	if used == nil {
+		used = map[int]bool{}
+		l.slots[queue] = used
+	}
+	slot := 0
+	for used[slot] {
+		slot++
+	}
+	used[slot] = true
+	return slot
+}
+
+// freeSlot returns a slot whose key is gone, or whose delete was at least
+// tried: Join refuses a key that still exists.
+func (l *Locker) freeSlot(queue string, slot int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	delete(l.slots[queue], slot)
+	if len(l.slots[queue]) == 0 {
+		delete(l.slots, queue)
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (l *Locker) track(lk *lock) bool {

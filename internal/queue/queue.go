@@ -39,6 +39,10 @@ var (
 	ErrAmbiguous = errors.New("queue write outcome unknown")
 )
 
+// SelfWatchDelay is how long an entry waits before it watches its own key
+// for deletes by others. A delete in that time is still seen, just later.
+const SelfWatchDelay = 25 * time.Millisecond
+
 // CleanupTimeout bounds calls made after the caller's context is gone.
 const CleanupTimeout = 2 * time.Second
 
@@ -51,11 +55,8 @@ type Entry struct {
 	value  string
 	lease  clientv3.LeaseID
 
-	// ahead is the result of the newest read of the keys ahead; changed
-	// says whether that read found other keys than the one before. Only
-	// Wait uses them.
-	ahead   window
-	changed bool
+	// ahead is what Join and Wait know of the keys ahead.
+	ahead window
 
 	rebind   chan (<-chan struct{})
 	done     chan struct{}
@@ -66,11 +67,13 @@ type Entry struct {
 	err      error
 }
 
-// window is what a read learnt about the keys ahead of an entry.
+// window is what is known of the keys ahead of an entry: the nearest ones,
+// newest first, less those whose delete was seen. complete means no other
+// key is ahead. (A read cannot learn more from etcd's Count: it counts
+// before the create-revision filter.)
 type window struct {
-	count int64              // keys ahead in all
-	keys  []*mvccpb.KeyValue // the nearest ones, newest first
-	rev   int64              // store revision of the read
+	keys     []*mvccpb.KeyValue
+	complete bool
 }
 
 // Join adds key to the queue under prefix, attached to lease, and returns
@@ -89,7 +92,7 @@ func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, valu
 		done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
 		rebind: make(chan (<-chan struct{})),
 	}
-	newest := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(int64(n) + 1)},
+	newest := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(int64(n) + 3)},
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend))
 	resp, err := cli.Txn(ctx).
 		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
@@ -110,7 +113,7 @@ func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, valu
 	e.rev = resp.Header.Revision
 	rng := resp.Responses[1].GetResponseRange()
 	// The new key is the newest in the queue, so it is first in rng.
-	e.ahead = window{keys: rng.Kvs[1:], rev: e.rev}
+	e.ahead = newWindow(rng.Kvs[1:], n)
 	go e.watchSelf(watchCtx, lost)
 	return e, nil
 }
@@ -154,6 +157,24 @@ func (e *Entry) end(err error) {
 // that no delete can slip by, until the key goes or the entry is left.
 func (e *Entry) watchSelf(watchCtx context.Context, lost <-chan struct{}) {
 	defer close(e.stopped)
+	// Most holds and waits are short. Starting the watch a little later
+	// keeps them from paying for it, and loses nothing: it starts at the
+	// key's own revision, so it still sees any delete since. Loss of the
+	// lease is watched from the start.
+	delay := time.NewTimer(SelfWatchDelay)
+	defer delay.Stop()
+	for wait := true; wait; {
+		select {
+		case <-e.stop:
+			return
+		case lost = <-e.rebind:
+		case <-lost:
+			e.end(ErrGone)
+			return
+		case <-delay.C:
+			wait = false
+		}
+	}
 	ctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
 	next := e.rev + 1

@@ -8,115 +8,204 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
-// Admitted reports whether fewer than n keys were ahead at the newest read,
-// without a network call. n must not exceed the n given to Join.
-func (e *Entry) Admitted(n int) bool { return len(e.ahead.keys) < n }
+// A waiter admitted when fewer than n keys are ahead watches the n+1
+// nearest. That costs each delete one more event, but lets the waiter
+// right behind the holder know that nothing is ahead of the holder, so
+// the holder's delete event alone admits it: no read between the event and
+// "I hold it".
+
+// Admitted reports whether fewer than n keys were ahead at the newest read
+// or event, without a network call. n must not exceed the n given to Join.
+func (e *Entry) Admitted(n int) bool { return e.ahead.complete && len(e.ahead.keys) < n }
 
 // Wait blocks until fewer than n keys are ahead of the entry, the entry
 // ends (its key deleted or lost fired), or ctx ends. It must not be called
 // concurrently with itself. watchCtx is as for Join.
 func (e *Entry) Wait(ctx, watchCtx context.Context, n int) error {
-	for !e.Admitted(n) {
-		if err := e.waitChange(ctx, watchCtx, n); err != nil {
-			return err
-		}
-	}
-	select {
-	case <-e.done:
-		return e.Err()
-	default:
-		return nil
-	}
-}
-
-// waitChange watches the n keys nearest ahead until one goes, then reads
-// the window again.
-func (e *Entry) waitChange(ctx, watchCtx context.Context, n int) error {
 	wctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
+	w := &waiter{e: e, n: n, ctx: ctx, wctx: wctx, watching: map[int64]context.CancelFunc{},
+		events: make(chan event)}
+	return w.run()
+}
 
-	// Start watching from the current revision: a watch that starts in the
-	// past is served by etcd's slow 100ms catch-up loop.
-	chans := make([]clientv3.WatchChan, len(e.ahead.keys))
-	for i, kv := range e.ahead.keys {
-		chans[i] = e.cli.Watch(wctx, string(kv.Key), clientv3.WithCreatedNotify())
-	}
-	var started int64
-	for _, ch := range chans {
-		select {
-		case wr, ok := <-ch:
-			if !ok || wr.Err() != nil || !wr.Created {
-				return e.reread(ctx, n, 0, errOrClosed(ctx, wr, ok))
-			}
-			started = max(started, wr.Header.Revision)
-		case <-e.done:
-			return e.Err()
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	// Close the gap: a key that went between the read that chose it and
-	// its watch starting sent no event.
-	if err := e.reread(ctx, n, started, nil); err != nil || !e.same(n) {
-		return err
-	}
+// event is a delete of a watched key, or a broken watch (err set).
+type event struct {
+	rev int64 // the deleted key's create revision
+	at  int64 // the revision of the delete
+	err error
+}
 
-	merged := chans[0]
-	if len(chans) > 1 {
-		fan := make(chan clientv3.WatchResponse)
-		for _, ch := range chans {
-			go func() {
-				for wr := range ch {
-					select {
-					case fan <- wr:
-					case <-wctx.Done():
-						return
-					}
-				}
-			}()
-		}
-		merged = fan
-	}
+type waiter struct {
+	e        *Entry
+	n        int
+	ctx      context.Context
+	wctx     context.Context
+	watching map[int64]context.CancelFunc // by the key's create revision
+	events   chan event
+}
+
+func (w *waiter) run() error {
+	e := w.e
 	for {
+		if !e.ahead.complete && len(e.ahead.keys) < w.n+1 {
+			// Deletes emptied a window that may not hold every key ahead.
+			if err := e.reread(w.ctx, w.n, 0); err != nil {
+				return err
+			}
+		}
+		if e.Admitted(w.n) {
+			return e.Err()
+		}
+		if err := w.watchWindow(); err != nil {
+			return err
+		}
+		if e.Admitted(w.n) {
+			return e.Err()
+		}
 		select {
-		case wr, ok := <-merged:
-			if err := wr.Err(); !ok || err != nil || wr.Canceled {
-				// A broken watch (no leader, compaction): read afresh.
-				return e.reread(ctx, n, 0, nil)
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE {
-					return e.reread(ctx, n, ev.Kv.ModRevision, nil)
+		case ev := <-w.events:
+			if ev.err != nil {
+				// A broken watch (no leader, compaction): start afresh.
+				w.stopAll()
+				if err := e.reread(w.ctx, w.n, 0); err != nil {
+					return err
 				}
+				continue
 			}
+			w.forget(ev.rev)
 		case <-e.done:
 			return e.Err()
-		case <-ctx.Done():
-			return ctx.Err()
+		case <-w.ctx.Done():
+			return w.ctx.Err()
 		}
 	}
 }
 
-// errOrClosed explains a watch that did not start.
-func errOrClosed(ctx context.Context, wr clientv3.WatchResponse, ok bool) error {
-	if ctx.Err() != nil {
-		return ctx.Err()
+// watchWindow starts watches on window keys not yet watched, then reads
+// again to close the gap: a key deleted before its watch started sent no
+// event. It repeats while the read shows keys not yet watched.
+func (w *waiter) watchWindow() error {
+	for {
+		var started int64
+		for _, kv := range w.e.ahead.keys {
+			if _, ok := w.watching[kv.CreateRevision]; ok {
+				continue
+			}
+			rev, err := w.watch(kv)
+			if err != nil {
+				return err
+			}
+			started = max(started, rev)
+		}
+		if started == 0 {
+			return nil
+		}
+		// Watches start at the current revision: a watch that starts in
+		// the past is served by etcd's slow 100ms catch-up loop.
+		if err := w.e.reread(w.ctx, w.n, started); err != nil {
+			return err
+		}
+		w.prune()
 	}
-	if !ok {
-		return fmt.Errorf("queue: watch closed")
-	}
-	return wr.Err()
 }
 
-// same reports whether the window read last still starts with the keys
-// being watched; reread sets changed when it does not.
-func (e *Entry) same(n int) bool { return !e.changed && !e.Admitted(n) }
+// watch starts watching kv from now and returns the revision it starts
+// after.
+func (w *waiter) watch(kv *mvccpb.KeyValue) (int64, error) {
+	ctx, cancel := context.WithCancel(w.wctx)
+	ch := w.e.cli.Watch(ctx, string(kv.Key), clientv3.WithCreatedNotify())
+	var wr clientv3.WatchResponse
+	var ok bool
+	select {
+	case wr, ok = <-ch:
+	case <-w.e.done:
+		cancel()
+		return 0, w.e.Err()
+	case <-w.ctx.Done():
+		cancel()
+		return 0, w.ctx.Err()
+	}
+	if !ok || wr.Err() != nil || !wr.Created {
+		cancel()
+		if w.ctx.Err() != nil {
+			return 0, w.ctx.Err()
+		}
+		if !ok {
+			return 0, fmt.Errorf("queue: watch closed")
+		}
+		return 0, fmt.Errorf("queue: watch: %w", wr.Err())
+	}
+	w.watching[kv.CreateRevision] = cancel
+	go w.forward(ctx, kv.CreateRevision, ch)
+	return wr.Header.Revision, nil
+}
 
-// reread reads the n keys nearest ahead. A serializable read is enough
+// forward turns one watch's responses into events until its key goes.
+func (w *waiter) forward(ctx context.Context, rev int64, ch clientv3.WatchChan) {
+	send := func(ev event) {
+		select {
+		case w.events <- ev:
+		case <-ctx.Done():
+		}
+	}
+	for wr := range ch {
+		if err := wr.Err(); err != nil || wr.Canceled {
+			send(event{rev: rev, err: fmt.Errorf("queue: watch broke: %v", err)})
+			return
+		}
+		for _, ev := range wr.Events {
+			if ev.Type == mvccpb.DELETE {
+				send(event{rev: rev, at: ev.Kv.ModRevision})
+				return
+			}
+		}
+	}
+	if ctx.Err() == nil {
+		send(event{rev: rev, err: fmt.Errorf("queue: watch closed")})
+	}
+}
+
+// forget drops a deleted key from the window and stops its watch.
+func (w *waiter) forget(rev int64) {
+	if cancel, ok := w.watching[rev]; ok {
+		cancel()
+		delete(w.watching, rev)
+	}
+	keys := w.e.ahead.keys[:0]
+	for _, kv := range w.e.ahead.keys {
+		if kv.CreateRevision != rev {
+			keys = append(keys, kv)
+		}
+	}
+	w.e.ahead.keys = keys
+}
+
+// prune stops watches on keys a read no longer shows.
+func (w *waiter) prune() {
+	in := make(map[int64]bool, len(w.e.ahead.keys))
+	for _, kv := range w.e.ahead.keys {
+		in[kv.CreateRevision] = true
+	}
+	for rev, cancel := range w.watching {
+		if !in[rev] {
+			cancel()
+			delete(w.watching, rev)
+		}
+	}
+}
+
+func (w *waiter) stopAll() {
+	for rev, cancel := range w.watching {
+		cancel()
+		delete(w.watching, rev)
+	}
+}
+
+// reread reads the n+1 keys nearest ahead. A serializable read is enough
 // when it reflects at least revision atLeast, because keys ahead only ever
 // go away; otherwise, or when atLeast is 0, it reads linearizably.
-// A non-nil cause is returned if the read cannot be made.
-func (e *Entry) reread(ctx context.Context, n int, atLeast int64, cause error) error {
+func (e *Entry) reread(ctx context.Context, n int, atLeast int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -128,20 +217,22 @@ func (e *Entry) reread(ctx context.Context, n int, atLeast int64, cause error) e
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if cause != nil {
-			return cause
-		}
 		return err
 	}
 	if len(resp.Responses[0].GetResponseRange().Kvs) == 0 {
 		e.end(ErrGone)
 		return ErrGone
 	}
-	rng := resp.Responses[1].GetResponseRange()
-	old := e.ahead
-	e.ahead = window{keys: rng.Kvs, rev: resp.Header.Revision}
-	e.changed = !sameKeys(old.keys, rng.Kvs)
+	e.ahead = newWindow(resp.Responses[1].GetResponseRange().Kvs, n)
 	return nil
+}
+
+// newWindow keeps the n+1 nearest of kvs, read with a limit of n+2.
+func newWindow(kvs []*mvccpb.KeyValue, n int) window {
+	if len(kvs) > n+1 {
+		return window{keys: kvs[:n+1]}
+	}
+	return window{keys: kvs, complete: true}
 }
 
 func (e *Entry) read(ctx context.Context, n int, serializable bool) (*clientv3.TxnResponse, error) {
@@ -150,20 +241,8 @@ func (e *Entry) read(ctx context.Context, n int, serializable bool) (*clientv3.T
 		opts = append(opts, clientv3.WithSerializable())
 	}
 	ahead := append([]clientv3.OpOption{
-		clientv3.WithPrefix(), clientv3.WithLimit(int64(n)), clientv3.WithMaxCreateRev(e.rev - 1),
+		clientv3.WithPrefix(), clientv3.WithLimit(int64(n) + 2), clientv3.WithMaxCreateRev(e.rev - 1),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend),
 	}, opts...)
 	return e.cli.Txn(ctx).Then(clientv3.OpGet(e.key, opts...), clientv3.OpGet(e.prefix, ahead...)).Commit()
-}
-
-func sameKeys(a, b []*mvccpb.KeyValue) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i].CreateRevision != b[i].CreateRevision {
-			return false
-		}
-	}
-	return true
 }
