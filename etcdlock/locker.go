@@ -90,7 +90,7 @@ type Locker struct {
 	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
 	holds  map[*lock]struct{}
 	slots  map[string]map[int]bool // queue prefix -> slots in use
-	wg     sync.WaitGroup           // calls in flight, so Close can wait for them
+	wg     sync.WaitGroup          // calls in flight, so Close can wait for them
 }
 
 var _ DistributedLock = (*Locker)(nil)
