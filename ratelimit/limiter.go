@@ -87,7 +87,7 @@ type keyState struct {
 	b         bucket // last state read or written: others only ever move tat forward
 	held      int    // tokens taken in a batch and not yet used
 	heldUntil int64  // limiter time at which held tokens expire
-	consumed  int64  // tokens allowed since demandSince
+	requested int64  // tokens asked for since since, allowed or not
 	since     int64  // start of the current demand sample; 0 before the first
 	demand    float64
 	lastUse   int64
@@ -185,6 +185,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 		return Result{}, err
 	}
 	defer l.release(ks)
+	ks.requested += int64(n)
 	r, err := l.allow(ctx, ks, n)
 	switch {
 	case err != nil:
@@ -354,7 +355,6 @@ func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error
 		}
 		if ks.held >= n {
 			ks.held -= n
-			ks.consumed += int64(n)
 			l.m.Held(l.name, -n)
 			return ks.result(p, now, n), nil
 		}
@@ -398,7 +398,6 @@ func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error
 		if ks.held > 0 {
 			l.m.Held(l.name, ks.held)
 		}
-		ks.consumed += int64(n)
 		return ks.result(p, now, n), nil
 	}
 }
@@ -435,9 +434,11 @@ func (ks *keyState) result(p *params, now int64, n int) Result {
 // batchSize returns how many tokens to take from the bucket when this
 // instance needs need more: need itself in exact mode, or what the key's
 // recent demand here uses up in one batch window, capped at what the full
-// rate produces in a window. Demand is the rate of tokens allowed here,
-// sampled over at least half a window; denied calls do not count, so under
-// contention each instance's batches shrink to its share.
+// rate produces in a window. Demand is the rate of tokens asked for here,
+// allowed or not, sampled over at least half a window. Counting denied
+// calls matters: sized by what it was allowed, an instance that lost a few
+// races would ask for ever smaller batches, and small batches win races, so
+// every batch would shrink towards one token.
 func (ks *keyState) batchSize(p *params, now int64, need int, window time.Duration) int {
 	if window <= 0 {
 		return need
@@ -447,11 +448,11 @@ func (ks *keyState) batchSize(p *params, now int64, need int, window time.Durati
 	case ks.since == 0:
 		ks.since = now
 	case el > 4*int64(window):
-		ks.demand = float64(ks.consumed) * 1e9 / float64(el)
-		ks.consumed, ks.since = 0, now
+		ks.demand = float64(ks.requested) * 1e9 / float64(el)
+		ks.requested, ks.since = 0, now
 	case el >= int64(window)/2:
-		ks.demand = (ks.demand + float64(ks.consumed)*1e9/float64(el)) / 2
-		ks.consumed, ks.since = 0, now
+		ks.demand = (ks.demand + float64(ks.requested)*1e9/float64(el)) / 2
+		ks.requested, ks.since = 0, now
 	}
 	want := min(int(ks.demand*window.Seconds()+0.999), p.batchCap(window))
 	if want < 2 {
