@@ -181,7 +181,7 @@ func TestWait(t *testing.T) {
 
 // recorder is a Metrics that counts what it is told.
 type recorder struct {
-	mu                                  sync.Mutex
+	mu                                    sync.Mutex
 	allowed, denied, near, conflict, held int
 }
 
