@@ -51,8 +51,8 @@ func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.K
 	select {
 	case wr, ok := <-ch:
 		if !ok || wr.Err() != nil || !wr.Created {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
+			if err := brokenBy(ctx, watchCtx); err != nil {
+				return nil, err
 			}
 			// A broken watch (no leader, say): read afresh, linearizably.
 			return e.nearestAhead(ctx, sub, 0)
@@ -72,8 +72,8 @@ func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.K
 		select {
 		case wr, ok := <-ch:
 			if !ok || wr.Err() != nil || wr.Canceled {
-				if ctx.Err() != nil {
-					return nil, ctx.Err()
+				if err := brokenBy(ctx, watchCtx); err != nil {
+					return nil, err
 				}
 				return e.nearestAhead(ctx, sub, 0)
 			}
@@ -127,4 +127,16 @@ func (e *Entry) readNearest(ctx context.Context, sub string, serializable bool) 
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend),
 	}, opts...)
 	return e.cli.Txn(ctx).Then(clientv3.OpGet(e.key, opts...), clientv3.OpGet(sub, ahead...)).Commit()
+}
+
+// brokenBy returns the error of whichever context ended, if one did: then
+// a broken watch is not worth starting again.
+func brokenBy(ctx, watchCtx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := watchCtx.Err(); err != nil {
+		return fmt.Errorf("queue: watch context: %w", err)
+	}
+	return nil
 }

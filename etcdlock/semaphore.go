@@ -1,0 +1,192 @@
+package etcdlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/lease"
+	"github.com/leasekit/leasekit/internal/queue"
+)
+
+// Errors of Semaphore, checked with errors.Is.
+var (
+	// ErrInvalidLimit is returned by Locker.Semaphore for a limit below 1
+	// or above MaxSemaphoreLimit.
+	ErrInvalidLimit = errors.New("etcdlock: invalid semaphore limit")
+	// ErrLimitMismatch is returned by Acquire when the semaphore's users
+	// disagree on its limit: etcd has another one for the name.
+	ErrLimitMismatch = errors.New("etcdlock: semaphore limit mismatch")
+)
+
+// MaxSemaphoreLimit is the largest limit a Semaphore takes. A waiter
+// watches the limit+1 keys nearest ahead of it, so the limit sets the cost
+// of every wait.
+const MaxSemaphoreLimit = 1024
+
+// Semaphore hands out up to a fixed number of permits for one name at a
+// time, across every process that uses the name. Waiters are served in the
+// order they asked (FIFO). A permit is a Lock: it lives on its holder's
+// lease, so a holder that crashes or is cut off frees its permit when the
+// lease expires, and it has a fencing token, Done and Guard like a mutex's
+// hold. Tokens increase in queue order. Up to the limit hold at once, so a
+// token orders permits rather than excluding their holders from each
+// other; Guard checks only that this permit is still held.
+//
+// Every user of a name must agree on the limit. The first acquisition
+// stores it in etcd, on its own lease, and every later one checks it in the
+// same transaction that queues it: one that disagrees gets
+// ErrLimitMismatch and changes nothing. The stored limit lasts while any
+// permit or wait of the name exists or the lease that stored it lives, so
+// to change a limit, stop every user of the old one.
+//
+// A Semaphore is safe for concurrent use; it is a name, a limit and a
+// Locker, and holds nothing by itself. Make one with Locker.Semaphore.
+type Semaphore struct {
+	l     *Locker
+	name  string
+	n     int
+	limit string // n, as stored in etcd
+	queue string // prefix of permits and waiters, ending in '/'
+	nKey  string // where the limit is stored, outside queue
+}
+
+// Semaphore returns the semaphore of the given name, which admits n
+// holders at a time. It checks its arguments and touches nothing in etcd.
+// Semaphores live apart from mutexes: the semaphore "a" and the lock "a"
+// are unrelated.
+func (l *Locker) Semaphore(name string, n int) (*Semaphore, error) {
+	if n < 1 || n > MaxSemaphoreLimit {
+		return nil, fmt.Errorf("%w: %d is not in [1, %d]", ErrInvalidLimit, n, MaxSemaphoreLimit)
+	}
+	base, err := l.shapeBase(semSegment, name)
+	if err != nil {
+		return nil, err
+	}
+	return &Semaphore{
+		l: l, name: name, n: n, limit: strconv.Itoa(n), queue: base + "q/", nKey: base + "n",
+	}, nil
+}
+
+// Name returns the semaphore's name.
+func (s *Semaphore) Name() string { return s.name }
+
+// Limit returns how many holders the semaphore admits at a time.
+func (s *Semaphore) Limit() int { return s.n }
+
+// Acquire waits for a permit and returns it held. Without a Refresh the
+// permit expires after ttl (rounded up to whole seconds, and at least
+// etcd's minimum). Release it to let the next waiter in.
+func (s *Semaphore) Acquire(ctx context.Context, ttl time.Duration) (Lock, error) {
+	return s.AcquireWithOptions(ctx, LockOptions{TTL: ttl})
+}
+
+// AcquireWithOptions waits for a permit as opts describe; opts.Key must be
+// empty or the semaphore's name. If ctx ends or opts.Timeout passes first,
+// the wait leaves the queue and the error wraps the context's error.
+func (s *Semaphore) AcquireWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
+	return s.l.acquireKind(ctx, s.kind(), opts, true)
+}
+
+// TryAcquire takes a permit if one is free and nobody waits, and returns
+// (nil, false, nil) otherwise. A TryAcquire that finds no permit free
+// writes nothing to etcd.
+func (s *Semaphore) TryAcquire(ctx context.Context, ttl time.Duration) (Lock, bool, error) {
+	return s.l.tryKind(ctx, s.kind(), ttl)
+}
+
+func (s *Semaphore) kind() kind {
+	return kind{what: "semaphore", name: s.name, queue: s.queue, busy: s.busy, join: s.join}
+}
+
+func (s *Semaphore) busy(ctx context.Context) (bool, error) {
+	resp, err := s.l.cli.Txn(ctx).Then(
+		clientv3.OpGet(s.nKey),
+		clientv3.OpGet(s.queue, clientv3.WithPrefix(), clientv3.WithCountOnly()),
+	).Commit()
+	if err != nil {
+		return false, err
+	}
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+		if err := s.agree(string(kvs[0].Value)); err != nil {
+			return false, err
+		}
+	}
+	return resp.Responses[1].GetResponseRange().Count >= int64(s.n), nil
+}
+
+func (s *Semaphore) agree(stored string) error {
+	if stored != s.limit {
+		return fmt.Errorf("%w: %d here, %s in etcd", ErrLimitMismatch, s.n, stored)
+	}
+	return nil
+}
+
+// join queues a key for a permit, in one transaction with the check of the
+// limit: under the stored limit if it agrees; or, when none is stored and
+// the queue is empty, storing it. The limit is also in each key's name,
+// for the rare case below.
+func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (
+	*queue.Entry, func(context.Context) error, error) {
+	key := s.queue + id + "-n" + s.limit
+	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
+		return queue.JoinFirst(ctx, watchCtx, s.l.cli, s.queue, key, sp.value, ls.ID(), s.n, ls.Done(),
+			branches, els...)
+	}
+	store := clientv3.OpPut(s.nKey, s.limit, clientv3.WithLease(ls.ID()))
+	noLimit := clientv3.Compare(clientv3.CreateRevision(s.nKey), "=", 0)
+	var e *queue.Entry
+	for e == nil {
+		var out queue.Joined
+		var err error
+		e, out, err = join([]queue.Branch{
+			{If: []clientv3.Cmp{clientv3.Compare(clientv3.Value(s.nKey), "=", s.limit)}},
+			{If: []clientv3.Cmp{noLimit, clientv3.Compare(clientv3.CreateRevision(s.queue), "=", 0).WithPrefix()},
+				Also: []clientv3.Op{store}},
+		}, clientv3.OpGet(s.nKey), clientv3.OpGet(s.queue, clientv3.WithPrefix(), clientv3.WithLimit(1)))
+		if !errors.Is(err, queue.ErrNoBranch) {
+			if err != nil {
+				return nil, nil, err
+			}
+			break
+		}
+		if kvs := out.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+			return nil, nil, s.agree(string(kvs[0].Value))
+		}
+		kvs := out.Responses[1].GetResponseRange().Kvs
+		if len(kvs) == 0 {
+			continue // the queue emptied meanwhile
+		}
+		// The stored limit went with the lease that stored it, but the
+		// queue is not empty. Every key in it agreed with the limit when it
+		// joined, so any one of them, while it exists, tells the limit.
+		other := kvs[0]
+		if err := s.agree(limitOf(string(other.Key))); err != nil {
+			return nil, nil, err
+		}
+		e, _, err = join([]queue.Branch{{
+			If:   []clientv3.Cmp{noLimit, clientv3.Compare(clientv3.CreateRevision(string(other.Key)), "=", other.CreateRevision)},
+			Also: []clientv3.Op{store},
+		}})
+		if err != nil && !errors.Is(err, queue.ErrNoBranch) {
+			return nil, nil, err
+		}
+	}
+	if e.Admitted(s.n) {
+		return e, nil, nil
+	}
+	return e, func(ctx context.Context) error { return e.Wait(ctx, watchCtx, s.n) }, nil
+}
+
+// limitOf returns the limit in a permit key's name, "<id>-n<limit>".
+func limitOf(key string) string {
+	if i := strings.LastIndex(key, "-n"); i >= 0 {
+		return key[i+2:]
+	}
+	return "?"
+}
