@@ -1,0 +1,528 @@
+package election
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/keys"
+	"github.com/leasekit/leasekit/internal/lease"
+	"github.com/leasekit/leasekit/internal/queue"
+)
+
+// MaxNameLen is the longest election name, in bytes.
+const MaxNameLen = keys.MaxNameLen
+
+// Leader is what the leader of an election announced, and its term. The
+// zero Leader (Rev == 0) stands for "no leader" where a channel or
+// callback needs a value for it.
+type Leader struct {
+	// Value is what the leader campaigned or last proclaimed with.
+	Value string
+	// Rev is the term: the create revision of the leader's key. It
+	// strictly increases from one leader to the next and stays the same
+	// across Proclaim, so it works as a fencing token.
+	Rev int64
+}
+
+// Election is one candidate in the election of one name. Candidates line
+// up in the order they campaigned (FIFO); the first leads until it
+// resigns or loses its lease, then the next leads at once: each waiting
+// candidate watches only the one ahead of it, from the current revision,
+// so a handover costs one delete and one watch event.
+//
+// Most callers want Run, which campaigns, runs the leader's duties with a
+// context cancelled the moment leadership is lost, hands over when the
+// duties end, and campaigns again. Campaign, Resign and Proclaim are the
+// parts it is built from.
+//
+// An Election is safe for concurrent use, but it is one candidate: only
+// one Campaign or Run may be in progress at a time. Make one Election per
+// candidate; Observe and Leader work from any Election of the name,
+// candidate or not.
+//
+// Leading only excludes other leaders from writes that check it: a
+// process can pause (GC, a slow disk, a partition) past its lease and
+// still believe it leads. Make writes to etcd conditional with Txn or
+// Guard, and pass Rev to other systems as a fencing token they check.
+type Election struct {
+	cli      *clientv3.Client
+	name     string
+	queue    string // prefix + escape(name) + "/"
+	ttl      time.Duration
+	value    string
+	lg       *zap.Logger
+	metrics  Metrics
+	watchCtx context.Context
+	seq      atomic.Int64
+
+	mu      sync.Mutex
+	busy    bool  // a Campaign or Run is in progress
+	term    *term // the won term, until resigned; it may have been lost
+	lastTTL time.Duration
+}
+
+// term is one won campaign: the candidate's key and the lease it is on.
+type term struct {
+	entry *queue.Entry
+	lease *lease.Lease
+	won   time.Time
+
+	// run is set (under Election.mu) while Run owns the term: Resign
+	// then asks Run to step down, so that duties end before the key goes,
+	// instead of deleting the key itself.
+	run        bool
+	stepDown   chan struct{}
+	stepOnce   sync.Once
+	releaseMu  sync.Mutex
+	released   chan struct{} // closed once the key and lease are given up
+	releaseErr error
+}
+
+func newTerm(ent *queue.Entry, ls *lease.Lease, run bool) *term {
+	return &term{
+		entry: ent, lease: ls, won: time.Now(), run: run,
+		stepDown: make(chan struct{}), released: make(chan struct{}),
+	}
+}
+
+func (t *term) alive() bool {
+	select {
+	case <-t.entry.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// New returns a candidate for the election name, which uses cli. It makes
+// no call to etcd. The Election does not own cli: close cli after the
+// last call on the Election.
+//
+// Names never collide: "a", "a/" and "a/b" are three elections.
+func New(cli *clientv3.Client, name string, opts ...Option) (*Election, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+		}
+		opt.apply(&o)
+	}
+	if cli == nil {
+		return nil, fmt.Errorf("%w: nil etcd client", ErrInvalidOption)
+	}
+	enc, err := keys.Encode(name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidName, err)
+	}
+	prefix, err := keys.Prefix(o.prefix)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	switch {
+	case o.ttl <= 0:
+		return nil, fmt.Errorf("%w: %v must be positive", ErrInvalidTTL, o.ttl)
+	case o.ttl > MaxTTL:
+		return nil, fmt.Errorf("%w: %v is above etcd's maximum %v", ErrInvalidTTL, o.ttl, MaxTTL)
+	case o.logger == nil:
+		return nil, fmt.Errorf("%w: nil logger", ErrInvalidOption)
+	case o.metrics == nil:
+		return nil, fmt.Errorf("%w: nil metrics", ErrInvalidOption)
+	}
+	if err := checkValue(o.value); err != nil {
+		return nil, err
+	}
+	return &Election{
+		cli: cli, name: name, queue: prefix + enc + "/", ttl: o.ttl, value: o.value,
+		lg: o.logger.With(zap.String("election", name)), metrics: o.metrics,
+		// Watches that need a leader share one stream per client.
+		watchCtx: clientv3.WithRequireLeader(context.Background()),
+		lastTTL:  time.Duration(lease.Seconds(o.ttl)) * time.Second,
+	}, nil
+}
+
+func checkValue(v string) error {
+	if len(v) > MaxValueLen {
+		return fmt.Errorf("%w: %d bytes; the limit is %d", ErrInvalidValue, len(v), MaxValueLen)
+	}
+	return nil
+}
+
+// Name returns the election's name.
+func (e *Election) Name() string { return e.name }
+
+// Campaign puts this candidate in line with value and blocks until it
+// leads, ctx ends, or its candidacy is lost. Candidates are served in the
+// order they campaigned.
+//
+// If ctx ends first, Campaign leaves the line and returns an error
+// wrapping ctx's error. If the candidate's lease expires or its key is
+// deleted while it waits, Campaign returns an error wrapping ErrLost;
+// it never reports a win for a key that is gone. If this candidate
+// already leads, Campaign keeps the term and proclaims value.
+//
+// A won term lasts until Resign or loss; Done reports a loss. Call Resign
+// when done, or the term lasts (and the lease is renewed) for as long as
+// the process runs.
+func (e *Election) Campaign(ctx context.Context, value string) error {
+	if err := checkValue(value); err != nil {
+		return err
+	}
+	t, err := e.begin(false)
+	if err != nil {
+		return err
+	}
+	defer e.finish()
+	if t != nil {
+		return e.Proclaim(ctx, value)
+	}
+	_, err = e.win(ctx, value, false)
+	return err
+}
+
+// begin claims the campaign slot. It returns the current term if it is
+// alive (Run takes it over), and otherwise gives up a lost term.
+func (e *Election) begin(run bool) (*term, error) {
+	e.mu.Lock()
+	if e.busy {
+		e.mu.Unlock()
+		return nil, fmt.Errorf("%w: election %q", ErrBusy, e.name)
+	}
+	e.busy = true
+	t := e.term
+	if t != nil && t.alive() {
+		t.run = t.run || run
+		e.mu.Unlock()
+		return t, nil
+	}
+	e.mu.Unlock()
+	if t != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		defer cancel()
+		e.release(ctx, t)
+	}
+	return nil, nil
+}
+
+func (e *Election) finish() {
+	e.mu.Lock()
+	e.busy = false
+	e.mu.Unlock()
+}
+
+// win campaigns and records the won term.
+func (e *Election) win(ctx context.Context, value string, run bool) (*term, error) {
+	if err := ctx.Err(); err != nil {
+		e.metrics.Failed(e.name, reason(err))
+		return nil, fmt.Errorf("election: campaign %q: %w", e.name, err)
+	}
+	start := time.Now()
+	t, err := e.campaign(ctx, value, run)
+	if err != nil {
+		e.metrics.Failed(e.name, reason(err))
+		return nil, fmt.Errorf("election: campaign %q: %w", e.name, err)
+	}
+	e.mu.Lock()
+	e.term = t
+	e.lastTTL = t.lease.TTL()
+	e.mu.Unlock()
+	e.metrics.Elected(e.name, time.Since(start))
+	e.lg.Debug("elected", zap.Int64("term", t.entry.Rev()), zap.Duration("campaigned", time.Since(start)))
+	return t, nil
+}
+
+func reason(err error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, ErrLost):
+		return "lost"
+	}
+	return "error"
+}
+
+// campaign joins the line on a lease of its own and waits for its turn.
+func (e *Election) campaign(ctx context.Context, value string, run bool) (*term, error) {
+	ls, err := lease.Grant(ctx, e.cli, e.ttl, true, e.lg)
+	if err != nil {
+		return nil, err
+	}
+	// Keys are unique per attempt, so that a write whose outcome is
+	// unknown can never be mistaken for a later one.
+	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
+	ent, err := queue.Join(ctx, e.watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Done())
+	if err == nil && !ent.Admitted(1) {
+		err = ent.Wait(ctx, e.watchCtx, 1)
+	}
+	if err == nil {
+		// Wait reports the entry's end, but Join's fast path does not.
+		err = ent.Err()
+	}
+	if err != nil {
+		if errors.Is(err, queue.ErrGone) {
+			err = lossCause(ls)
+		}
+		if ent != nil {
+			ent.Close()
+		}
+		// Revoking deletes the key if Join wrote it.
+		revokeDetached(e.cli, ls)
+		return nil, err
+	}
+	return newTerm(ent, ls, run), nil
+}
+
+func isNotFound(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
+
+// lossCause says whether a loss came from the lease or from the key.
+func lossCause(ls *lease.Lease) error {
+	if err := ls.Err(); err != nil && !errors.Is(err, lease.ErrRevoked) {
+		return fmt.Errorf("%w: lease: %w", ErrLost, err)
+	}
+	return fmt.Errorf("%w: key deleted", ErrLost)
+}
+
+// revokeDetached ends ls with a context of its own, for callers whose
+// context may be gone. It never waits longer than queue.CleanupTimeout for
+// etcd.
+func revokeDetached(cli *clientv3.Client, ls *lease.Lease) error {
+	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	defer cancel()
+	return revoke(ctx, cli, ls)
+}
+
+// revoke ends ls; an error means etcd may still hold the lease (it then
+// expires after its TTL, as nothing renews it any more).
+func revoke(ctx context.Context, cli *clientv3.Client, ls *lease.Lease) error {
+	err := ls.Revoke(ctx)
+	switch {
+	case err == nil, errors.Is(err, lease.ErrNotFound):
+		return nil
+	case errors.Is(err, lease.ErrExpired):
+		// The client gave up on the lease; Revoke still asked etcd to drop
+		// it, but reports the loss instead of the outcome. Ask once more.
+		_, err = cli.Revoke(ctx, ls.ID())
+		if err != nil && ctx.Err() == nil && !isNotFound(err) {
+			return err
+		}
+		return nil
+	}
+	return err
+}
+
+// Resign gives up leadership: the next candidate leads at once, without
+// waiting for a TTL. It returns nil if this candidate does not lead. If
+// ctx ends before etcd confirms, nothing renews the lease any more, so the
+// term ends by expiry at the latest.
+//
+// While Run owns the term, Resign asks Run to stop the duties first and
+// waits for the handover; Run then campaigns again.
+func (e *Election) Resign(ctx context.Context) error {
+	e.mu.Lock()
+	t := e.term
+	run := t != nil && t.run
+	e.mu.Unlock()
+	if t == nil {
+		return nil
+	}
+	if run {
+		t.stepOnce.Do(func() { close(t.stepDown) })
+		select {
+		case <-t.released:
+			return t.releaseErr
+		case <-ctx.Done():
+			return fmt.Errorf("election: resign %q: %w", e.name, ctx.Err())
+		}
+	}
+	return e.release(ctx, t)
+}
+
+// release deletes the term's key by revoking its lease, once.
+func (e *Election) release(ctx context.Context, t *term) error {
+	t.releaseMu.Lock()
+	defer t.releaseMu.Unlock()
+	select {
+	case <-t.released:
+		return t.releaseErr
+	default:
+	}
+	lost := !t.alive()
+	t.entry.Close()
+	err := revoke(ctx, e.cli, t.lease)
+	if err != nil {
+		err = fmt.Errorf("election: resign %q: %w", e.name, err)
+		e.lg.Warn("resign failed; the term ends when its lease expires", zap.Error(err))
+	}
+	e.mu.Lock()
+	if e.term == t {
+		e.term = nil
+	}
+	e.mu.Unlock()
+	led := time.Since(t.won)
+	e.metrics.SteppedDown(e.name, led, lost)
+	if !lost {
+		e.lg.Debug("resigned", zap.Int64("term", t.entry.Rev()), zap.Duration("led", led))
+	}
+	t.releaseErr = err
+	close(t.released)
+	return err
+}
+
+// Proclaim changes the value the leader announces, keeping the term. It
+// returns an error wrapping ErrNotLeader if this candidate does not lead,
+// checked by etcd in the same transaction.
+func (e *Election) Proclaim(ctx context.Context, value string) error {
+	if err := checkValue(value); err != nil {
+		return err
+	}
+	t := e.current()
+	if t == nil || !t.alive() {
+		return fmt.Errorf("election: proclaim %q: %w", e.name, ErrNotLeader)
+	}
+	key := t.entry.Key()
+	resp, err := e.cli.Txn(ctx).If(t.entry.Guard()).
+		Then(clientv3.OpPut(key, value, clientv3.WithIgnoreLease())).Commit()
+	if err != nil {
+		return fmt.Errorf("election: proclaim %q: %w", e.name, err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("election: proclaim %q: %w: key gone", e.name, ErrNotLeader)
+	}
+	return nil
+}
+
+// Leader asks etcd who leads, with a linearizable read. It returns
+// ErrNoLeader when nobody does.
+func (e *Election) Leader(ctx context.Context) (Leader, error) {
+	resp, err := e.cli.Get(ctx, e.queue, clientv3.WithFirstCreate()...)
+	if err != nil {
+		return Leader{}, fmt.Errorf("election: leader of %q: %w", e.name, err)
+	}
+	if len(resp.Kvs) == 0 {
+		return Leader{}, ErrNoLeader
+	}
+	kv := resp.Kvs[0]
+	return Leader{Value: string(kv.Value), Rev: kv.CreateRevision}, nil
+}
+
+func (e *Election) current() *term {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.term
+}
+
+// IsLeader reports whether this candidate holds a term that has not been
+// lost, as far as this process knows, without a call to etcd. Writes that
+// must not happen after a loss belong in Txn instead.
+func (e *Election) IsLeader() bool {
+	t := e.current()
+	return t != nil && t.alive()
+}
+
+// Rev returns the term of this candidate's current win (the create
+// revision of its key), or 0 if it holds none. After a loss it still
+// returns the lost term until Resign or the next Campaign.
+func (e *Election) Rev() int64 {
+	if t := e.current(); t != nil {
+		return t.entry.Rev()
+	}
+	return 0
+}
+
+// Key returns the etcd key of this candidate's current win, or "".
+func (e *Election) Key() string {
+	if t := e.current(); t != nil {
+		return t.entry.Key()
+	}
+	return ""
+}
+
+// closed is returned by Done when there is no term.
+var closed = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// Done returns a channel that is closed when the current term ends: by
+// Resign, or by a loss, which is noticed before etcd can expire the lease
+// (so before any other candidate can lead), or when the key is deleted.
+// Without a term it returns a closed channel.
+func (e *Election) Done() <-chan struct{} {
+	if t := e.current(); t != nil {
+		return t.entry.Done()
+	}
+	return closed
+}
+
+// Err returns nil while this candidate leads, an error wrapping ErrLost
+// after a loss, and ErrNotLeader without a term.
+func (e *Election) Err() error {
+	t := e.current()
+	if t == nil {
+		return ErrNotLeader
+	}
+	if t.alive() {
+		return nil
+	}
+	if errors.Is(t.entry.Err(), queue.ErrLeft) {
+		return ErrNotLeader
+	}
+	return lossCause(t.lease)
+}
+
+// TTL returns the lease TTL etcd granted for the newest term, or, before
+// the first win, the configured TTL rounded up to whole seconds. etcd
+// may grant more than asked.
+func (e *Election) TTL() time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.lastTTL
+}
+
+// never is a comparison etcd never finds true: no key has a negative
+// create revision.
+var never = func(key string) clientv3.Cmp {
+	return clientv3.Compare(clientv3.CreateRevision(key), "<", 0)
+}
+
+// Guard returns a comparison that etcd finds true only while this
+// candidate's current term lasts, for conditional writes:
+//
+//	cli.Txn(ctx).If(e.Guard(), ...).Then(...)
+//
+// Without a term it returns a comparison that is always false.
+func (e *Election) Guard() clientv3.Cmp {
+	if t := e.current(); t != nil {
+		return t.entry.Guard()
+	}
+	return never(e.queue)
+}
+
+// Txn commits ops only while this candidate leads, checked by etcd in the
+// same transaction. It returns an error wrapping ErrNotLeader, and
+// commits nothing, once leadership is lost. For more comparisons, build
+// the transaction with Guard.
+func (e *Election) Txn(ctx context.Context, ops ...clientv3.Op) (*clientv3.TxnResponse, error) {
+	t := e.current()
+	if t == nil || !t.alive() {
+		return nil, fmt.Errorf("election: txn %q: %w", e.name, ErrNotLeader)
+	}
+	resp, err := e.cli.Txn(ctx).If(t.entry.Guard()).Then(ops...).Commit()
+	if err != nil {
+		return nil, fmt.Errorf("election: txn %q: %w", e.name, err)
+	}
+	if !resp.Succeeded {
+		return resp, fmt.Errorf("election: txn %q: %w: key gone", e.name, ErrNotLeader)
+	}
+	return resp, nil
+}

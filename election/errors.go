@@ -1,0 +1,34 @@
+package election
+
+import "errors"
+
+// Errors returned by election. Check them with errors.Is: most are wrapped
+// with detail.
+var (
+	// ErrNoLeader is returned by Leader when no candidate leads.
+	ErrNoLeader = errors.New("election: no leader")
+	// ErrNotLeader is returned by Proclaim and Txn when this candidate does
+	// not lead: it never won, resigned, or lost its term.
+	ErrNotLeader = errors.New("election: not the leader")
+	// ErrLost is returned when a campaign, or a term, ends because the
+	// candidate's key or lease is gone: the lease expired or was revoked,
+	// or someone deleted the key.
+	ErrLost = errors.New("election: candidacy lost")
+	// ErrBusy is returned by Campaign and Run while another Campaign or Run
+	// of the same Election is in progress. Use one Election per candidate.
+	ErrBusy = errors.New("election: campaign already in progress")
+	// ErrInvalidName is returned by New for an election name that is
+	// empty, too long or not valid UTF-8.
+	ErrInvalidName = errors.New("election: invalid name")
+	// ErrInvalidTTL is returned by New for a TTL that is zero, negative or
+	// above etcd's maximum.
+	ErrInvalidTTL = errors.New("election: invalid TTL")
+	// ErrInvalidValue is returned for a value longer than MaxValueLen.
+	ErrInvalidValue = errors.New("election: invalid value")
+	// ErrInvalidOption is returned by New for an option that cannot work,
+	// such as a nil client, and by Run for missing callbacks.
+	ErrInvalidOption = errors.New("election: invalid option")
+	// ErrRenewalOverdue is returned by Healthy when this candidate leads
+	// but its lease has not been renewed for longer than it should take.
+	ErrRenewalOverdue = errors.New("election: lease renewal overdue")
+)

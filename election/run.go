@@ -1,0 +1,143 @@
+package election
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/queue"
+)
+
+// Callbacks are what Run calls as leadership comes and goes. Run calls
+// OnStartedLeading and OnStoppedLeading from its own goroutine, one term
+// at a time; OnNewLeader from another goroutine, in order.
+type Callbacks struct {
+	// OnStartedLeading runs the leader's duties; it is required. Its ctx
+	// is cancelled the moment leadership is lost: when the lease's
+	// client-side deadline passes (before etcd can expire the lease, so
+	// before any other candidate can lead), when the candidate's key is
+	// deleted, when Resign is called, or when Run's ctx ends. It must then
+	// return promptly: Run hands leadership over only after it returns,
+	// so that the duties of two leaders never run at once. When it
+	// returns by itself, Run resigns and campaigns again, which lets the
+	// other candidates take a turn first.
+	OnStartedLeading func(ctx context.Context)
+	// OnStoppedLeading is called after each term, once OnStartedLeading
+	// has returned and leadership has been given up. It is optional and
+	// never called without a term before it.
+	OnStoppedLeading func()
+	// OnNewLeader is called with every leader Observe reports, this
+	// candidate included, and with the zero Leader when nobody leads. It
+	// is optional. Run waits for it to return before returning itself.
+	OnNewLeader func(Leader)
+}
+
+// Retry delays for Run's campaigns after an error such as an unreachable
+// etcd: doubling from the first to the last.
+const (
+	retryFirst = 50 * time.Millisecond
+	retryLast  = 2 * time.Second
+)
+
+// Run campaigns with the value set by WithValue and, each time it wins,
+// runs cb.OnStartedLeading with a context that ends when leadership does.
+// When the duties return (or their context ends) it resigns, which hands
+// leadership to the next candidate without waiting for a TTL, and
+// campaigns again. Errors from etcd are logged and retried.
+//
+// Run returns when ctx ends, after handing leadership over, with nil or
+// the error of that last resignation. It returns an error wrapping
+// ErrInvalidOption if cb.OnStartedLeading is nil, and ErrBusy if a
+// Campaign or Run of this Election is in progress. A term already won by
+// Campaign is taken over.
+func (e *Election) Run(ctx context.Context, cb Callbacks) error {
+	if cb.OnStartedLeading == nil {
+		return fmt.Errorf("%w: Callbacks.OnStartedLeading is nil", ErrInvalidOption)
+	}
+	t, err := e.begin(true)
+	if err != nil {
+		return err
+	}
+	defer e.finish()
+
+	if cb.OnNewLeader != nil {
+		octx, cancel := context.WithCancel(ctx)
+		var wg sync.WaitGroup
+		defer func() {
+			cancel()
+			wg.Wait()
+		}()
+		ch := e.Observe(octx)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for l := range ch {
+				cb.OnNewLeader(l)
+			}
+		}()
+	}
+
+	delay := retryFirst
+	for {
+		if t == nil {
+			t, err = e.win(ctx, e.value, true)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			e.lg.Warn("campaign failed; retrying", zap.Duration("in", delay), zap.Error(err))
+			timer := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return nil
+			case <-timer.C:
+			}
+			delay = min(2*delay, retryLast)
+			continue
+		}
+		delay = retryFirst
+		err = e.lead(ctx, t, cb)
+		t = nil
+		if ctx.Err() != nil {
+			return err
+		}
+	}
+}
+
+// lead runs the duties of term t until they return or leadership ends,
+// then gives the term up.
+func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		cb.OnStartedLeading(dctx)
+	}()
+	lost := false
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-t.stepDown:
+	case <-t.entry.Done():
+		lost = true
+	}
+	cancel()
+	if lost {
+		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(lossCause(t.lease)))
+	}
+	<-done
+	// ctx may be over, but the handover still deserves a bounded try.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+	err := e.release(rctx, t)
+	rcancel()
+	if cb.OnStoppedLeading != nil {
+		cb.OnStoppedLeading()
+	}
+	return err
+}
