@@ -12,9 +12,9 @@ import (
 const DefaultPrefix = "/leasekit/ratelimit/"
 
 // DefaultBatchWindow is the batch window of a Limiter without
-// WithBatchWindow: short enough that batching overshoots a limit by at most
-// 2.5% of a second's worth of events, long enough that four instances
-// sharing 5,000/s write about once per 30 permits.
+// WithBatchWindow: short enough that batching overshoots a limit by at
+// most 2.5% of one second's worth of events, long enough that four busy
+// instances sharing 5,000/s write about once per 40 permits.
 const DefaultBatchWindow = 25 * time.Millisecond
 
 // An Option configures a Limiter.
@@ -91,8 +91,8 @@ func WithMetrics(m Metrics) Option {
 
 // WithLimitHook calls f with the limit in force each time it changes
 // through etcd (see SetLimit), including when the limiter first loads a
-// stored limit. f runs on the limiter's watch goroutine and must not
-// block.
+// stored limit. f runs on the limiter's watch goroutine, or in SetLimit
+// for this limiter's own changes, one call at a time; it must not block.
 func WithLimitHook(f func(Limit)) Option {
 	return optionFunc(func(c *config) { c.onLimit = f })
 }
