@@ -1,0 +1,110 @@
+package ratelimitprom_test
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/ratelimit"
+	"github.com/leasekit/leasekit/ratelimit/ratelimitprom"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// values returns every series in reg as "name{limiter} value".
+func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			out[mf.GetName()+"{"+m.GetLabel()[0].GetValue()+"}"] = v
+		}
+	}
+	return out
+}
+
+func TestMetrics(t *testing.T) {
+	_, err := ratelimitprom.New(nil)
+	require.ErrorIs(t, err, ratelimitprom.ErrNilRegisterer)
+
+	reg := prometheus.NewRegistry()
+	m, err := ratelimitprom.New(reg)
+	require.NoError(t, err)
+	_, err = ratelimitprom.New(reg)
+	require.Error(t, err, "registering twice on one registry")
+
+	c := embedtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	clk := time.Unix(1_700_000_000, 0)
+	now := func() time.Time { return clk }
+	a, err := ratelimit.New(c.Client(), "api", ratelimit.PerSecond(10), ratelimit.WithMetrics(m), ratelimit.WithClock(now))
+	require.NoError(t, err)
+	defer a.Close()
+	b, err := ratelimit.New(c.Client(), "api", ratelimit.PerSecond(10), ratelimit.WithMetrics(m), ratelimit.WithClock(now))
+	require.NoError(t, err)
+	defer b.Close()
+
+	_, err = a.AllowN(ctx, "k", 8)
+	require.NoError(t, err)
+	_, err = b.AllowN(ctx, "k", 2) // conflict first: b never saw k
+	require.NoError(t, err)
+	_, err = b.AllowN(ctx, "k", 3)
+	require.NoError(t, err)
+	require.Equal(t, map[string]float64{
+		"leasekit_ratelimit_allowed_total{api}":       10,
+		"leasekit_ratelimit_denied_total{api}":        3,
+		"leasekit_ratelimit_near_limit_total{api}":    1,
+		"leasekit_ratelimit_cas_conflicts_total{api}": 1,
+	}, values(t, reg))
+}
+
+func Example() {
+	ctx := context.Background()
+	c, err := embedtest.Start(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	reg := prometheus.NewRegistry() // or prometheus.DefaultRegisterer
+	m, err := ratelimitprom.New(reg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	lim, err := ratelimit.New(c.Client(), "partner-api", ratelimit.PerMinute(3), ratelimit.WithMetrics(m))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer lim.Close()
+	for range 5 {
+		if _, err := lim.Allow(ctx, "account-42"); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	mfs, err := reg.Gather()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, s := range mf.GetMetric() {
+			fmt.Println(mf.GetName(), s.GetCounter().GetValue())
+		}
+	}
+	// Output:
+	// leasekit_ratelimit_allowed_total 3
+	// leasekit_ratelimit_denied_total 2
+	// leasekit_ratelimit_near_limit_total 1
+}
