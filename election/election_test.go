@@ -1,0 +1,283 @@
+package election_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/election"
+	"github.com/leasekit/leasekit/embedtest"
+)
+
+func TestNewBadInput(t *testing.T) {
+	c := embedtest.New(t)
+	cli := c.Client()
+	for _, tc := range []struct {
+		name  string
+		cli   *clientv3.Client
+		elect string
+		opts  []election.Option
+		want  error
+	}{
+		{"nil client", nil, "x", nil, election.ErrInvalidOption},
+		{"empty name", cli, "", nil, election.ErrInvalidName},
+		{"name not UTF-8", cli, "\xff", nil, election.ErrInvalidName},
+		{"name too long", cli, strings.Repeat("n", election.MaxNameLen+1), nil, election.ErrInvalidName},
+		{"zero TTL", cli, "x", []election.Option{election.WithTTL(0)}, election.ErrInvalidTTL},
+		{"negative TTL", cli, "x", []election.Option{election.WithTTL(-time.Second)}, election.ErrInvalidTTL},
+		{"TTL above etcd's maximum", cli, "x", []election.Option{election.WithTTL(election.MaxTTL + time.Second)}, election.ErrInvalidTTL},
+		{"empty prefix", cli, "x", []election.Option{election.WithPrefix("")}, election.ErrInvalidOption},
+		{"nil logger", cli, "x", []election.Option{election.WithLogger(nil)}, election.ErrInvalidOption},
+		{"nil metrics", cli, "x", []election.Option{election.WithMetrics(nil)}, election.ErrInvalidOption},
+		{"nil option", cli, "x", []election.Option{nil}, election.ErrInvalidOption},
+		{"value too long", cli, "x", []election.Option{election.WithValue(strings.Repeat("v", election.MaxValueLen+1))}, election.ErrInvalidValue},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, err := election.New(tc.cli, tc.elect, tc.opts...)
+			require.ErrorIs(t, err, tc.want)
+			require.Nil(t, e)
+		})
+	}
+
+	e, err := election.New(cli, "x")
+	require.NoError(t, err)
+	ctx := testCtx(t)
+	require.ErrorIs(t, e.Campaign(ctx, strings.Repeat("v", election.MaxValueLen+1)), election.ErrInvalidValue)
+	require.ErrorIs(t, e.Run(ctx, election.Callbacks{}), election.ErrInvalidOption)
+	require.ErrorIs(t, e.Proclaim(ctx, "v"), election.ErrNotLeader)
+	_, err = e.Txn(ctx, clientv3.OpPut("k", "v"))
+	require.ErrorIs(t, err, election.ErrNotLeader)
+	require.ErrorIs(t, e.Err(), election.ErrNotLeader)
+	require.NoError(t, e.Resign(ctx), "resigning without a term is a no-op")
+	select {
+	case <-e.Done():
+	default:
+		t.Fatal("Done is open without a term")
+	}
+}
+
+func TestCampaignFIFOTermsIncrease(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	const name = "fifo"
+	es := []*election.Election{candidate(t, c, name), candidate(t, c, name), candidate(t, c, name)}
+	observer := candidate(t, c, name)
+
+	_, err := observer.Leader(ctx)
+	require.ErrorIs(t, err, election.ErrNoLeader)
+
+	require.NoError(t, es[0].Campaign(ctx, "a"))
+	require.True(t, es[0].IsLeader())
+	// Line up b, then c, so that FIFO says who is next.
+	won := []<-chan error{nil, campaignAsync(ctx, es[1], "b")}
+	waitQueued(t, c.Client(), name, 2)
+	won = append(won, campaignAsync(ctx, es[2], "c"))
+	waitQueued(t, c.Client(), name, 3)
+
+	var last int64
+	for i, want := range []string{"a", "b", "c"} {
+		if i > 0 {
+			require.NoError(t, es[i-1].Resign(ctx))
+			require.False(t, es[i-1].IsLeader())
+			require.NoError(t, recv(t, won[i]))
+		}
+		l, err := observer.Leader(ctx)
+		require.NoError(t, err)
+		require.Equal(t, want, l.Value)
+		require.Equal(t, es[i].Rev(), l.Rev)
+		require.Greater(t, l.Rev, last, "terms increase")
+		last = l.Rev
+		require.True(t, es[i].IsLeader())
+		require.NoError(t, es[i].Err())
+		for j := i + 1; j < len(es); j++ {
+			require.False(t, es[j].IsLeader(), "candidate %d leads while %d does", j, i)
+		}
+	}
+	require.NoError(t, es[2].Resign(ctx))
+	_, err = observer.Leader(ctx)
+	require.ErrorIs(t, err, election.ErrNoLeader)
+}
+
+func TestProclaimKeepsTerm(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	a, b := candidate(t, c, "proclaim"), candidate(t, c, "proclaim")
+	require.NoError(t, a.Campaign(ctx, "v1"))
+	rev := a.Rev()
+	require.NoError(t, a.Proclaim(ctx, "v2"))
+	l, err := b.Leader(ctx)
+	require.NoError(t, err)
+	require.Equal(t, election.Leader{Value: "v2", Rev: rev}, l)
+
+	// Campaign while leading keeps the term too.
+	require.NoError(t, a.Campaign(ctx, "v3"))
+	require.Equal(t, rev, a.Rev())
+	l, err = b.Leader(ctx)
+	require.NoError(t, err)
+	require.Equal(t, election.Leader{Value: "v3", Rev: rev}, l)
+
+	require.ErrorIs(t, b.Proclaim(ctx, "x"), election.ErrNotLeader)
+	require.NoError(t, a.Resign(ctx))
+	require.ErrorIs(t, a.Proclaim(ctx, "v4"), election.ErrNotLeader)
+}
+
+func TestGuardedWrites(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	a := candidate(t, c, "guard")
+	require.NoError(t, a.Campaign(ctx, "a"))
+
+	_, err := a.Txn(ctx, clientv3.OpPut("/data/x", "1"))
+	require.NoError(t, err)
+	resp, err := admin.Txn(ctx).If(a.Guard()).Then(clientv3.OpPut("/data/y", "1")).Commit()
+	require.NoError(t, err)
+	require.True(t, resp.Succeeded)
+
+	// Someone deletes the leader's key: leadership is lost, and both the
+	// local view and etcd's check say so.
+	_, err = admin.Delete(ctx, a.Key())
+	require.NoError(t, err)
+	recv(t, doneChan(a.Done()))
+	require.ErrorIs(t, a.Err(), election.ErrLost)
+	require.False(t, a.IsLeader())
+	_, err = a.Txn(ctx, clientv3.OpPut("/data/x", "2"))
+	require.ErrorIs(t, err, election.ErrNotLeader)
+	resp, err = admin.Txn(ctx).If(a.Guard()).Then(clientv3.OpPut("/data/y", "2")).Commit()
+	require.NoError(t, err)
+	require.False(t, resp.Succeeded)
+
+	// A new campaign replaces the lost term.
+	require.NoError(t, a.Campaign(ctx, "a"))
+	require.True(t, a.IsLeader())
+}
+
+// doneChan turns a closed-when-done channel into one that yields a value.
+func doneChan(done <-chan struct{}) <-chan struct{} {
+	ch := make(chan struct{}, 1)
+	go func() {
+		<-done
+		ch <- struct{}{}
+	}()
+	return ch
+}
+
+// etcd #11051: a waiting candidate whose key is deleted must not go on to
+// "win" with no key.
+func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	a, b := candidate(t, c, "vanish"), candidate(t, c, "vanish")
+	require.NoError(t, a.Campaign(ctx, "a"))
+	won := campaignAsync(ctx, b, "b")
+	keys := waitQueued(t, admin, "vanish", 2)
+	_, err := admin.Delete(ctx, keys[1])
+	require.NoError(t, err)
+	err = recv(t, won)
+	require.ErrorIs(t, err, election.ErrLost)
+	require.False(t, b.IsLeader())
+	// The leader is untouched, and b can campaign again.
+	require.True(t, a.IsLeader())
+	won = campaignAsync(ctx, b, "b")
+	waitQueued(t, admin, "vanish", 2)
+	require.NoError(t, a.Resign(ctx))
+	require.NoError(t, recv(t, won))
+	require.True(t, b.IsLeader())
+}
+
+// etcd #19597: a candidate whose lease dies stops waiting with an error.
+func TestCampaignLeaseDies(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	a, b := candidate(t, c, "leasedies"), candidate(t, c, "leasedies")
+	require.NoError(t, a.Campaign(ctx, "a"))
+	won := campaignAsync(ctx, b, "b")
+	keys := waitQueued(t, admin, "leasedies", 2)
+	resp, err := admin.Get(ctx, keys[1])
+	require.NoError(t, err)
+	_, err = admin.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+	require.NoError(t, err)
+	require.ErrorIs(t, recv(t, won), election.ErrLost)
+	require.True(t, a.IsLeader())
+}
+
+func TestCampaignContextEnds(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	a, b := candidate(t, c, "ctx"), candidate(t, c, "ctx")
+	require.NoError(t, a.Campaign(ctx, "a"))
+
+	cctx, cancel := context.WithCancel(ctx)
+	won := campaignAsync(cctx, b, "b")
+	waitQueued(t, admin, "ctx", 2)
+	cancel()
+	require.ErrorIs(t, recv(t, won), context.Canceled)
+
+	dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer dcancel()
+	require.ErrorIs(t, b.Campaign(dctx, "b"), context.DeadlineExceeded)
+
+	// Neither attempt left a key behind.
+	resp, err := admin.Get(ctx, election.DefaultPrefix+"ctx/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, resp.Count)
+}
+
+func TestCampaignBusy(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	a, b := candidate(t, c, "busy"), candidate(t, c, "busy")
+	require.NoError(t, a.Campaign(ctx, "a"))
+	cctx, cancel := context.WithCancel(ctx)
+	won := campaignAsync(cctx, b, "b")
+	waitQueued(t, c.Client(), "busy", 2)
+	require.ErrorIs(t, b.Campaign(ctx, "again"), election.ErrBusy)
+	require.ErrorIs(t, b.Run(ctx, election.Callbacks{OnStartedLeading: func(context.Context) {}}), election.ErrBusy)
+	cancel()
+	require.Error(t, recv(t, won))
+}
+
+func TestNamesDoNotCollide(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	names := []string{"a", "a/", "a/b", "a%2Fb"}
+	for _, n := range names {
+		e := candidate(t, c, n)
+		require.NoError(t, e.Campaign(ctx, n), "every name has its own leader")
+	}
+	for _, n := range names {
+		l, err := candidate(t, c, n).Leader(ctx)
+		require.NoError(t, err)
+		require.Equal(t, n, l.Value)
+	}
+}
+
+func TestTTL(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	e := candidate(t, c, "ttl", election.WithTTL(1500*time.Millisecond))
+	require.Equal(t, 2*time.Second, e.TTL(), "rounded up to whole seconds")
+	require.NoError(t, e.Campaign(ctx, "v"))
+	require.GreaterOrEqual(t, e.TTL(), 2*time.Second)
+	resp, err := c.Client().TimeToLive(ctx, clientv3.LeaseID(leaseOf(t, c.Client(), e.Key())))
+	require.NoError(t, err)
+	require.Equal(t, int64(e.TTL()/time.Second), resp.GrantedTTL)
+}
+
+func leaseOf(t *testing.T, cli *clientv3.Client, key string) int64 {
+	t.Helper()
+	resp, err := cli.Get(context.Background(), key)
+	require.NoError(t, err)
+	require.Len(t, resp.Kvs, 1)
+	return resp.Kvs[0].Lease
+}
+
+var _ = errors.Is

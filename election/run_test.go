@@ -1,0 +1,246 @@
+package election_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/election"
+	"github.com/leasekit/leasekit/embedtest"
+)
+
+// rotation runs candidates that each lead for a few guarded writes and
+// then return, so that leadership rotates, until terms terms were led.
+// Between rounds it calls fault (if set) with the number of terms so far.
+type rotation struct {
+	t          *testing.T
+	c          *embedtest.Cluster
+	name       string
+	candidates int
+	terms      int
+	writes     int
+	opts       []election.Option
+	// clients, if set, makes the client of candidate i.
+	clients func(i int) *clientv3.Client
+	// fault, if set, runs once after each listed number of terms.
+	faults map[int]func()
+}
+
+func (r rotation) run() *duties {
+	t := r.t
+	ctx := testCtx(t)
+	d := newDuties(t)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		led      int
+		seen     = make([][]election.Leader, r.candidates)
+		progress = make(chan int, 1024)
+	)
+	for i := range r.candidates {
+		cli := c(r, i)
+		e, err := election.New(cli, r.name, append(r.opts, election.WithValue(fmt.Sprint(i)))...)
+		require.NoError(t, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := e.Run(rctx, election.Callbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					k := d.begin(i, e.Rev())
+					defer d.end(k)
+					for w := range r.writes {
+						_, err := e.Txn(ctx, clientv3.OpPut("/rotation/"+r.name, fmt.Sprintf("%d-%d", i, w)))
+						if err != nil {
+							// Only a lost term may refuse a write.
+							if ctx.Err() == nil {
+								t.Errorf("candidate %d: write in term %d: %v", i, e.Rev(), err)
+							}
+							return
+						}
+					}
+					mu.Lock()
+					led++
+					n := led
+					mu.Unlock()
+					progress <- n
+					if n >= r.terms {
+						<-ctx.Done()
+					}
+				},
+				OnStoppedLeading: func() { d.stop(i) },
+				OnNewLeader: func(l election.Leader) {
+					mu.Lock()
+					seen[i] = append(seen[i], l)
+					mu.Unlock()
+				},
+			})
+			if err != nil {
+				t.Errorf("candidate %d: Run: %v", i, err)
+			}
+		}()
+	}
+	for n := 0; n < r.terms; {
+		select {
+		case n = <-progress:
+		case <-ctx.Done():
+			t.Fatalf("%d of %d terms: %v", n, r.terms, ctx.Err())
+		}
+		if f := r.faults[n]; f != nil {
+			f()
+			delete(r.faults, n)
+		}
+	}
+	stop()
+	wg.Wait()
+	d.check()
+	for i, ls := range seen {
+		require.NotEmpty(t, ls, "candidate %d was told of no leader", i)
+		for j := 1; j < len(ls); j++ {
+			if ls[j].Rev != 0 && ls[j-1].Rev != 0 && ls[j].Rev < ls[j-1].Rev {
+				t.Errorf("candidate %d was told of term %d after term %d", i, ls[j].Rev, ls[j-1].Rev)
+			}
+		}
+	}
+	return d
+}
+
+func c(r rotation, i int) *clientv3.Client {
+	if r.clients != nil {
+		return r.clients(i)
+	}
+	cli, err := r.c.NewClient()
+	require.NoError(r.t, err)
+	return cli
+}
+
+// Leadership rotates FIFO among Run loops, terms increase, and no two
+// candidates ever run their duties at once.
+func TestRunRotatesWithoutOverlap(t *testing.T) {
+	cl := embedtest.New(t)
+	d := rotation{t: t, c: cl, name: "rotate", candidates: 3, terms: 12, writes: 3}.run()
+	log := d.terms()
+	require.GreaterOrEqual(t, len(log), 12)
+	// After the first round, every candidate re-joins behind the others:
+	// any three consecutive terms belong to three different candidates.
+	for i := 3; i+2 < len(log); i++ {
+		w := map[int]bool{log[i].who: true, log[i+1].who: true, log[i+2].who: true}
+		require.Len(t, w, 3, "terms %d..%d: not FIFO: %v", i, i+2, log[i:i+3])
+	}
+}
+
+// A leader whose key is deleted has its duties cancelled, stops leading,
+// and campaigns again.
+func TestRunRecampaignsAfterLoss(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	e := candidate(t, c, "loss", election.WithValue("me"))
+	d := newDuties(t)
+	terms := make(chan int64, 10)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Run(rctx, election.Callbacks{
+			OnStartedLeading: func(ctx context.Context) {
+				k := d.begin(0, e.Rev())
+				defer d.end(k)
+				terms <- e.Rev()
+				<-ctx.Done()
+				if rctx.Err() != nil {
+					return // stopped, not lost
+				}
+				// Writes after the loss fail.
+				if _, err := e.Txn(context.Background(), clientv3.OpPut("/x", "y")); err == nil {
+					t.Error("a write after the loss succeeded")
+				}
+			},
+			OnStoppedLeading: func() { d.stop(0) },
+		})
+	}()
+	first := recv(t, terms)
+	key := e.Key()
+	_, err := admin.Delete(ctx, key)
+	require.NoError(t, err)
+	second := recv(t, terms)
+	require.Greater(t, second, first)
+
+	// Losing the lease works the same way.
+	_, err = admin.Revoke(ctx, clientv3.LeaseID(leaseOf(t, admin, e.Key())))
+	require.NoError(t, err)
+	third := recv(t, terms)
+	require.Greater(t, third, second)
+
+	stop()
+	require.NoError(t, recv(t, done))
+	d.check()
+	_, err = e.Leader(ctx)
+	require.ErrorIs(t, err, election.ErrNoLeader, "Run resigned when ctx ended")
+}
+
+// Resign during Run stops the duties before the next candidate leads,
+// and Run campaigns again.
+func TestResignDuringRun(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	d := newDuties(t)
+	rctx, stop := context.WithCancel(ctx)
+	defer stop()
+	started := make(chan int, 10)
+	var wg sync.WaitGroup
+	es := make([]*election.Election, 2)
+	for i := range es {
+		es[i] = candidate(t, c, "resign-run", election.WithValue(fmt.Sprint(i)))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			es[i].Run(rctx, election.Callbacks{
+				OnStartedLeading: func(ctx context.Context) {
+					k := d.begin(i, es[i].Rev())
+					defer d.end(k)
+					started <- i
+					<-ctx.Done()
+				},
+				OnStoppedLeading: func() { d.stop(i) },
+			})
+		}()
+	}
+	first := recv(t, started)
+	waitQueued(t, c.Client(), "resign-run", 2)
+	require.NoError(t, es[first].Resign(ctx))
+	second := recv(t, started)
+	require.NotEqual(t, first, second)
+	waitQueued(t, c.Client(), "resign-run", 2)
+	require.NoError(t, es[second].Resign(ctx))
+	require.Equal(t, first, recv(t, started))
+	stop()
+	wg.Wait()
+	d.check()
+}
+
+func TestHealthHandler(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	e := candidate(t, c, "health")
+	h := e.HealthHandler()
+	get := func() int {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+		return rec.Code
+	}
+	require.Equal(t, http.StatusOK, get(), "a candidate that does not lead is healthy")
+	require.NoError(t, e.Campaign(ctx, "v"))
+	require.NoError(t, e.Healthy())
+	require.Equal(t, http.StatusOK, get())
+}
+
+var _ = time.Second
