@@ -39,9 +39,10 @@
 //
 // # Guarantees
 //
-// Exact mode (WithBatchWindow(0), and any key whose demand at each
-// instance stays below two tokens per batch window, 80/s at the default
-// window): in any interval of length t, the events allowed for one key
+// Exact mode (WithBatchWindow(0); limits whose full rate yields fewer than
+// two tokens per batch window, under 80/s at the default 25ms; and keys
+// that no instance asks more than one token per window of, 40/s at the
+// default): in any interval of length t, the events allowed for one key
 // across all instances number at most
 //
 //	Burst + Rate × (t + S) / Period
@@ -87,6 +88,10 @@
 // N and KEY are percent-encoded ('%', '/', and bytes outside printable
 // ASCII), so no name or key is a prefix of another's key range; both must
 // be valid UTF-8.
+//
+// Deleting a bucket key resets the bucket, but an instance that last saw
+// it empty keeps denying from its cached state until its own reckoning
+// refills it or until its next write finds the change.
 //
 // Buckets belong to no instance: a crashed or closed instance does not
 // refill them. Each write attaches the bucket to a lease, never kept
