@@ -92,7 +92,8 @@ func WithMetrics(m Metrics) Option {
 // WithLimitHook calls f with the limit in force each time it changes
 // through etcd (see SetLimit), including when the limiter first loads a
 // stored limit. f runs on the limiter's watch goroutine, or in SetLimit
-// for this limiter's own changes, one call at a time; it must not block.
+// for this limiter's own changes, one call at a time; it must not block or
+// call SetLimit.
 func WithLimitHook(f func(Limit)) Option {
 	return optionFunc(func(c *config) { c.onLimit = f })
 }
