@@ -83,4 +83,6 @@ func (m *Metrics) NearLimit(limiter string) { m.near.WithLabelValues(limiter).In
 func (m *Metrics) Conflict(limiter string) { m.conflicts.WithLabelValues(limiter).Inc() }
 
 // Held implements ratelimit.Metrics.
-func (m *Metrics) Held(limiter string, delta int) { m.held.WithLabelValues(limiter).Add(float64(delta)) }
+func (m *Metrics) Held(limiter string, delta int) {
+	m.held.WithLabelValues(limiter).Add(float64(delta))
+}
