@@ -443,9 +443,9 @@ func TestSemaphoreCancelLeavesNoKeys(t *testing.T) {
 	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix), "no permit, waiter or limit key is left")
 }
 
-// TestShapesAreApart checks that a mutex, a semaphore and an RWMutex of one
+// TestSemaphoreAndRWMutexApartFromLock checks that a mutex, a semaphore and an RWMutex of one
 // name do not see each other.
-func TestShapesAreApart(t *testing.T) {
+func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := shapeCtx(t)
 	l, _ := shapeLocker(t, c)
