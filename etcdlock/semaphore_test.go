@@ -443,8 +443,8 @@ func TestSemaphoreCancelLeavesNoKeys(t *testing.T) {
 	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix), "no permit, waiter or limit key is left")
 }
 
-// TestSemaphoreAndRWMutexApartFromLock checks that a mutex, a semaphore and an RWMutex of one
-// name do not see each other.
+// TestSemaphoreAndRWMutexApartFromLock checks that a mutex, a semaphore and
+// an RWMutex of one name do not see each other.
 func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := shapeCtx(t)
