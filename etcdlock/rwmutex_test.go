@@ -2,6 +2,7 @@ package etcdlock_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -111,8 +112,16 @@ func TestRWMutexQueue(t *testing.T) {
 
 // TestRWMutexExclusion runs readers and writers with their own clients on
 // one lock and checks that a writer always holds alone.
+// With three members, serializable reads go to followers that may lag.
 func TestRWMutexExclusion(t *testing.T) {
-	c := embedtest.New(t)
+	for _, members := range []int{1, 3} {
+		t.Run(fmt.Sprintf("members=%d", members), func(t *testing.T) {
+			testRWMutexExclusion(t, embedtest.New(t, embedtest.WithMembers(members)))
+		})
+	}
+}
+
+func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 	ctx := shapeCtx(t)
 	const workers, rounds = 6, 10
 	var (
