@@ -2,6 +2,7 @@ package election_test
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -42,56 +43,54 @@ func candidate(t *testing.T, c *embedtest.Cluster, name string, opts ...election
 	return e
 }
 
-
 // waitQueued blocks until at least n candidates are in line for name,
-// watching the election's keys rather than polling them.
+// and returns their keys, oldest first.
 func waitQueued(t *testing.T, cli *clientv3.Client, name string, n int) []string {
 	t.Helper()
-	ctx := testCtx(t)
-	prefix := election.DefaultPrefix + name + "/"
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(),
+	return waitKeys(t, cli, election.DefaultPrefix+name+"/", n)
+}
+
+// waitKeys blocks until at least n keys exist under prefix and returns
+// them, oldest first. It watches from the current revision and then reads,
+// rather than watching from the read's revision: that would start in the
+// past and wait for etcd's 100ms catch-up loop.
+func waitKeys(tb testing.TB, cli *clientv3.Client, prefix string, n int) []string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	if wr := <-wch; !wr.Created {
+		tb.Fatalf("watch %q: %v", prefix, wr.Err())
+	}
+	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	keys := map[string]bool{}
 	var order []string
 	for _, kv := range resp.Kvs {
-		keys[string(kv.Key)] = true
 		order = append(order, string(kv.Key))
 	}
-	if len(keys) >= n {
-		return order
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for wr := range cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1)) {
-		if err := wr.Err(); err != nil {
-			t.Fatal(err)
+	for len(order) < n {
+		wr, ok := <-wch
+		if !ok || wr.Err() != nil {
+			tb.Fatalf("waiting for %d keys under %q: %v %v", n, prefix, wr.Err(), ctx.Err())
 		}
 		for _, ev := range wr.Events {
-			k := string(ev.Kv.Key)
-			if ev.Type == clientv3.EventTypeDelete {
-				delete(keys, k)
-				continue
+			if ev.Kv.ModRevision <= resp.Header.Revision {
+				continue // the read saw it
 			}
-			if !keys[k] {
-				keys[k] = true
+			k := string(ev.Kv.Key)
+			if i := slices.Index(order, k); ev.Type == clientv3.EventTypeDelete {
+				if i >= 0 {
+					order = slices.Delete(order, i, i+1)
+				}
+			} else if i < 0 {
 				order = append(order, k)
 			}
 		}
-		if len(keys) >= n {
-			var live []string
-			for _, k := range order {
-				if keys[k] {
-					live = append(live, k)
-				}
-			}
-			return live
-		}
 	}
-	t.Fatalf("waiting for %d candidates: %v", n, ctx.Err())
-	return nil
+	return order
 }
 
 // campaignAsync starts e.Campaign and returns a channel with its result.
