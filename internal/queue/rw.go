@@ -97,6 +97,12 @@ func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.K
 // enough when it reflects at least revision atLeast; otherwise, or when
 // atLeast is 0, it reads linearizably.
 func (e *Entry) nearestAhead(ctx context.Context, sub string, atLeast int64) (*mvccpb.KeyValue, error) {
+	if atLeast > 0 {
+		// A watch served by a lagging member can start, and even see
+		// deletes, below the entry's own revision; a read that old would
+		// not show the entry's key and end it for nothing.
+		atLeast = max(atLeast, e.rev)
+	}
 	resp, err := e.readNearest(ctx, sub, atLeast > 0)
 	if err == nil && atLeast > 0 && resp.Header.Revision < atLeast {
 		resp, err = e.readNearest(ctx, sub, false)
