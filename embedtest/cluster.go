@@ -117,7 +117,10 @@ func (cfg *config) validate() error {
 		cfg.logger = zap.NewNop()
 	}
 	if !cfg.timingSet {
-		cfg.tick, cfg.election = 10*time.Millisecond, 100*time.Millisecond
+		// A lone member cannot miss a heartbeat, and its first election
+		// is most of its start time: 5ms/50ms starts in about half the
+		// time of 10ms/100ms.
+		cfg.tick, cfg.election = 5*time.Millisecond, 50*time.Millisecond
 		if cfg.members > 1 {
 			cfg.tick, cfg.election = 20*time.Millisecond, 200*time.Millisecond
 		}
@@ -165,6 +168,12 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		c.members[i] = m
 		initial = append(initial, name+"="+m.peerURL.String())
 	}
+	// Members start one after the other. Each new member first asks every
+	// peer whether it already joined, allowing each peer a second to
+	// answer: a peer that has not started yet refuses the connection at
+	// once, and one that has finished starting answers at once, but one
+	// caught half-started holds the question for that whole second.
+	// Started in parallel, three members took 2.1s instead of 0.15s.
 	for _, m := range c.members {
 		m.initialCluster = strings.Join(initial, ",")
 		// A failed earlier attempt may have left a WAL that names other

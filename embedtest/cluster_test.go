@@ -35,6 +35,10 @@ func TestThreeMembersStopRestart(t *testing.T) {
 	m := c.Member(1)
 	require.NoError(t, m.Kill())
 	require.ErrorIs(t, m.Stop(), embedtest.ErrMemberStopped)
+	// If m led, a write forwarded to it would wait out etcd's request
+	// timeout; let the others elect a leader first.
+	_, err = c.WaitLeader(ctx)
+	require.NoError(t, err)
 	_, err = c.Client().Put(ctx, "k", "v2")
 	require.NoError(t, err)
 	require.NoError(t, m.Restart(ctx))
@@ -78,4 +82,77 @@ func TestBadInput(t *testing.T) {
 		_, err = c.NewClient()
 		require.ErrorIs(t, err, embedtest.ErrClosed)
 	})
+}
+
+// TestBadUse checks that misuse gets a clear error, never a panic or a
+// hang: member indexes out of range, stopped members, cancelled contexts
+// and calls after Close.
+func TestBadUse(t *testing.T) {
+	ctx := testCtx(t, 30*time.Second)
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+
+	// Member 2 of live is stopped; closed has been closed.
+	live := embedtest.New(t, embedtest.WithMembers(3))
+	require.NoError(t, live.Member(2).Stop())
+	closed, err := embedtest.Start(ctx)
+	require.NoError(t, err)
+	require.NoError(t, closed.Close())
+
+	proxy := func(c *embedtest.Cluster, i int) error {
+		p, err := c.NewProxy(i)
+		if p != nil {
+			t.Errorf("NewProxy(%d) returned a proxy and %v", i, err)
+			p.Close()
+		}
+		return err
+	}
+	waitLeader := func(ctx context.Context, c *embedtest.Cluster) error {
+		_, err := c.WaitLeader(ctx)
+		return err
+	}
+	for _, tc := range []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"Partition(-1)", func() error { return live.Partition(-1) }, embedtest.ErrNoMember},
+		{"Partition(3)", func() error { return live.Partition(3) }, embedtest.ErrNoMember},
+		{"Heal(3)", func() error { return live.Heal(3) }, embedtest.ErrNoMember},
+		{"MoveLeader(3)", func() error { return live.MoveLeader(ctx, 3) }, embedtest.ErrNoMember},
+		{"NewProxy(-1)", func() error { return proxy(live, -1) }, embedtest.ErrNoMember},
+
+		{"Partition(stopped)", func() error { return live.Partition(2) }, embedtest.ErrMemberStopped},
+		{"MoveLeader(stopped)", func() error { return live.MoveLeader(ctx, 2) }, embedtest.ErrMemberStopped},
+		{"Stop(stopped)", live.Member(2).Stop, embedtest.ErrMemberStopped},
+		{"Kill(stopped)", live.Member(2).Kill, embedtest.ErrMemberStopped},
+		{"KillAndWipe(stopped)", live.Member(2).KillAndWipe, embedtest.ErrMemberStopped},
+		{"Restart(running)", func() error { return live.Member(0).Restart(ctx) }, embedtest.ErrMemberRunning},
+		{"Rejoin(running)", func() error { return live.Member(0).Rejoin(ctx) }, embedtest.ErrMemberRunning},
+
+		{"WaitLeader(cancelled)", func() error { return waitLeader(cancelled, live) }, context.Canceled},
+		{"MoveLeader(cancelled)", func() error { return live.MoveLeader(cancelled, 1) }, context.Canceled},
+		{"Restart(cancelled)", func() error { return live.Member(2).Restart(cancelled) }, context.Canceled},
+		{"Rejoin(cancelled)", func() error { return live.Member(2).Rejoin(cancelled) }, context.Canceled},
+
+		{"WaitLeader(closed)", func() error { return waitLeader(ctx, closed) }, embedtest.ErrClosed},
+		{"MoveLeader(closed)", func() error { return closed.MoveLeader(ctx, 0) }, embedtest.ErrClosed},
+		{"Partition(closed)", func() error { return closed.Partition(0) }, embedtest.ErrClosed},
+		{"Heal(closed)", func() error { return closed.Heal(0) }, embedtest.ErrClosed},
+		{"NewProxy(closed)", func() error { return proxy(closed, 0) }, embedtest.ErrClosed},
+		{"Stop(closed)", closed.Member(0).Stop, embedtest.ErrClosed},
+		{"Kill(closed)", closed.Member(0).Kill, embedtest.ErrClosed},
+		{"KillAndWipe(closed)", closed.Member(0).KillAndWipe, embedtest.ErrClosed},
+		{"Restart(closed)", func() error { return closed.Member(0).Restart(ctx) }, embedtest.ErrClosed},
+		{"Rejoin(closed)", func() error { return closed.Member(0).Rejoin(ctx) }, embedtest.ErrClosed},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			require.ErrorIs(t, tc.do(), tc.want)
+		})
+	}
+
+	// The stopped member was left alone by the failed calls above.
+	require.NoError(t, live.Member(2).Restart(ctx))
+	_, err = live.WaitLeader(ctx)
+	require.NoError(t, err)
 }

@@ -2,6 +2,7 @@ package embedtest_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,4 +62,17 @@ func TestMoveLeader(t *testing.T) {
 	require.Equal(t, id, c.Member(to).ID())
 	_, err = c.WaitLeader(ctx)
 	require.NoError(t, err)
+}
+
+// TestMinLeaseTTL checks what the package doc promises: etcd grants a 1s
+// lease as asked, where its production timing would raise it to 2s.
+func TestMinLeaseTTL(t *testing.T) {
+	for _, members := range []int{1, 3} {
+		t.Run(fmt.Sprint(members), func(t *testing.T) {
+			c := embedtest.New(t, embedtest.WithMembers(members))
+			resp, err := c.Client().Grant(testCtx(t, 10*time.Second), 1)
+			require.NoError(t, err)
+			require.EqualValues(t, 1, resp.TTL)
+		})
+	}
 }

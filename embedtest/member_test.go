@@ -22,6 +22,10 @@ func TestKillAndWipeRejoin(t *testing.T) {
 	require.False(t, m.Running())
 	require.ErrorIs(t, m.Restart(ctx), embedtest.ErrMemberWiped)
 
+	// If m led, a write forwarded to it before the others notice would
+	// wait out etcd's request timeout; wait for them to elect a leader.
+	_, err = c.WaitLeader(ctx)
+	require.NoError(t, err)
 	_, err = c.Client().Put(ctx, "after", "2")
 	require.NoError(t, err, "two of three members keep a quorum")
 

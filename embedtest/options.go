@@ -50,11 +50,14 @@ func WithFsync(on bool) Option {
 
 // WithElection sets the raft heartbeat interval and election timeout.
 //
-// The defaults are 10ms/100ms for a single member and 20ms/200ms for a
-// multi-member cluster (a little slower so that a loaded 2-core machine
-// running tests under -race does not see spurious elections). etcd's
-// minimum lease TTL is ceil(1.5 × election timeout) rounded up to whole
-// seconds, so both defaults make it 1s instead of the production 2s.
+// The defaults are 5ms/50ms for a single member, which has no peer to
+// miss a heartbeat from and spends most of its start time on its first
+// election, and 20ms/200ms for a multi-member cluster (slow enough that a
+// loaded 2-core machine running tests under -race does not see spurious
+// elections). etcd's minimum lease TTL is 1.5 × election timeout rounded
+// up to whole seconds, so both defaults make it 1s instead of the
+// production 2s (from etcd's default 100ms/1000ms); etcd silently raises a
+// shorter TTL to that minimum.
 //
 // election must be at least 5 × tick and at most 50s.
 func WithElection(tick, election time.Duration) Option {
