@@ -16,10 +16,10 @@ import (
 // It is fair. Readers and writers wait in one queue in the order they
 // asked, and a reader queued behind a writer waits for that writer, so a
 // stream of readers cannot starve a writer. A writer waits until everyone
-// ahead of it is gone; a reader waits until no writer is ahead of it. Each
-// waiter watches one key (a reader, the nearest writer ahead) from the
-// current revision, so a writer's release admits all the readers queued
-// right behind it with one delete event.
+// ahead of it is gone; a reader waits until no writer is ahead of it. A
+// waiting reader watches only the nearest writer ahead of it, from the
+// current revision, so a writer's release admits every reader queued right
+// behind it with one delete event.
 //
 // Holds are Locks, with the mutex's leases, tokens, Done and Guard. Every
 // call takes a context and leaves no key behind when it fails, unlike

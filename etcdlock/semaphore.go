@@ -39,11 +39,13 @@ const MaxSemaphoreLimit = 1024
 // other; Guard checks only that this permit is still held.
 //
 // Every user of a name must agree on the limit. The first acquisition
-// stores it in etcd, on its own lease, and every later one checks it in the
-// same transaction that queues it: one that disagrees gets
-// ErrLimitMismatch and changes nothing. The stored limit lasts while any
-// permit or wait of the name exists or the lease that stored it lives, so
-// to change a limit, stop every user of the old one.
+// stores it in etcd, and every later one checks it in the same transaction
+// that queues it: one that disagrees gets ErrLimitMismatch and changes
+// nothing. The stored limit is attached to the lease of the acquisition
+// that stored it (with AutoRefresh, its Locker's shared lease, which lives
+// until Close). After that lease is gone, a newcomer must still agree with
+// the permits and waiters left in the queue. So to change a limit, stop
+// every user of the old one.
 //
 // A Semaphore is safe for concurrent use; it is a name, a limit and a
 // Locker, and holds nothing by itself. Make one with Locker.Semaphore.
