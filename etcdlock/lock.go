@@ -86,18 +86,22 @@ func (lk *lock) TTL() time.Duration   { return lk.currentLease().TTL() }
 func (lk *lock) ExpiresAt() time.Time { return lk.currentLease().ExpiresAt() }
 
 func (lk *lock) Err() error {
+	lk.mu.Lock()
+	defer lk.mu.Unlock()
+	return lk.errLocked()
+}
+
+// errLocked is Err for callers holding lk.mu.
+func (lk *lock) errLocked() error {
 	select {
 	case <-lk.entry.Done():
 	default:
 		return nil
 	}
-	lk.mu.Lock()
-	released := lk.released
-	lk.mu.Unlock()
-	if released {
+	if lk.released {
 		return ErrNotHeld
 	}
-	return fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(lk.currentLease()))
+	return fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(lk.lease))
 }
 
 // watchLoss reports a loss to the log and metrics; Done itself is closed by
@@ -125,7 +129,7 @@ func (lk *lock) Release(ctx context.Context) error {
 	if lk.released {
 		return fmt.Errorf("%w: already released", ErrNotHeld)
 	}
-	lost := lk.Err()
+	lost := lk.errLocked()
 	lk.released = true
 	lk.locker.untrack(lk)
 	var err error
@@ -172,7 +176,7 @@ func (lk *lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if lk.released {
 		return fmt.Errorf("%w: released", ErrNotHeld)
 	}
-	if err := lk.Err(); err != nil {
+	if err := lk.errLocked(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotHeld, err)
 	}
 	if lease.Seconds(ttl) == int64(lk.lease.TTL()/time.Second) {

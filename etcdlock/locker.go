@@ -146,7 +146,14 @@ func (l *Locker) LockWithOptions(ctx context.Context, opts LockOptions) (Lock, e
 // (nil, false, nil) otherwise. A TryLock that finds the lock taken writes
 // nothing to etcd.
 func (l *Locker) TryLock(ctx context.Context, key string, ttl time.Duration) (Lock, bool, error) {
-	lk, err := l.acquire(ctx, LockOptions{Key: key, TTL: ttl}, false)
+	return l.TryLockWithOptions(ctx, LockOptions{Key: key, TTL: ttl})
+}
+
+// TryLockWithOptions is TryLock with the options of LockOptions; Timeout
+// and RetryInterval do not apply. Manager.TryWithLock uses it for
+// AutoRefresh.
+func (l *Locker) TryLockWithOptions(ctx context.Context, opts LockOptions) (Lock, bool, error) {
+	lk, err := l.acquire(ctx, opts, false)
 	if errors.Is(err, errBusy) {
 		return nil, false, nil
 	}

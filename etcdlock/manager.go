@@ -1,0 +1,148 @@
+package etcdlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/leasekit/leasekit/internal/queue"
+)
+
+// Manager runs code under locks and tracks locks it acquired by name, as the
+// ADR's lock manager does. It is safe for concurrent use.
+type Manager struct {
+	dl DistributedLock
+
+	mu    sync.Mutex
+	locks map[string]Lock
+}
+
+// NewManager returns a Manager taking locks from dl, usually a *Locker.
+func NewManager(dl DistributedLock) *Manager {
+	return &Manager{dl: dl, locks: map[string]Lock{}}
+}
+
+// tryLocker is the part of *Locker that TryWithLock uses when it can, so
+// that the lock is kept alive while fn runs.
+type tryLocker interface {
+	TryLockWithOptions(ctx context.Context, opts LockOptions) (Lock, bool, error)
+}
+
+// WithLock waits for the lock key, runs fn while holding it and releases
+// it. The lock is kept alive with AutoRefresh, ttl being how long it
+// outlives a holder that stops refreshing. fn's context is cancelled,
+// with cause ErrLockLost, the moment the lock is lost; if fn then returns
+// nil, WithLock returns an error wrapping ErrLockLost, since fn did not run
+// wholly under the lock.
+func (m *Manager) WithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
+	lk, err := m.dl.LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl, AutoRefresh: true})
+	if err != nil {
+		return err
+	}
+	return runHolding(ctx, lk, fn)
+}
+
+// TryWithLock runs fn under the lock key if it is free, as WithLock does,
+// and reports whether it ran. When the lock is taken it returns
+// (false, nil) at once.
+func (m *Manager) TryWithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) (bool, error) {
+	var lk Lock
+	var ok bool
+	var err error
+	if tl, can := m.dl.(tryLocker); can {
+		lk, ok, err = tl.TryLockWithOptions(ctx, LockOptions{Key: key, TTL: ttl, AutoRefresh: true})
+	} else {
+		lk, ok, err = m.dl.TryLock(ctx, key, ttl)
+	}
+	if err != nil || !ok {
+		return false, err
+	}
+	return true, runHolding(ctx, lk, fn)
+}
+
+// runHolding runs fn with a context that ends when lk is lost, then
+// releases lk with a bounded context of its own.
+func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error) error {
+	fctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-lk.Done():
+			cancel(fmt.Errorf("%w: %q", ErrLockLost, lk.Key()))
+		case <-done:
+		}
+	}()
+	ferr := fn(fctx)
+	close(done)
+	lostErr := lk.Err()
+	cancel(nil)
+
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+	defer rcancel()
+	rerr := lk.Release(rctx)
+	if lostErr != nil && !errors.Is(lostErr, ErrNotHeld) {
+		return errors.Join(ferr, lostErr)
+	}
+	if rerr != nil {
+		return errors.Join(ferr, rerr)
+	}
+	return ferr
+}
+
+// AcquireLock returns the lock key this Manager already holds if it is
+// still valid, and otherwise waits for it with AutoRefresh and tracks it
+// until ReleaseLock or ReleaseAll.
+func (m *Manager) AcquireLock(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
+	m.mu.Lock()
+	lk := m.locks[key]
+	m.mu.Unlock()
+	if lk != nil {
+		if ok, err := lk.IsValid(ctx); err == nil && ok {
+			return lk, nil
+		}
+	}
+	lk, err := m.dl.LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl, AutoRefresh: true})
+	if err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	old := m.locks[key]
+	m.locks[key] = lk
+	m.mu.Unlock()
+	if old != nil {
+		// Lost, or raced by another AcquireLock: either way not ours to keep.
+		old.Release(ctx)
+	}
+	return lk, nil
+}
+
+// ReleaseLock releases the tracked lock key. It returns ErrNotHeld if the
+// Manager tracks no such lock, or it was lost.
+func (m *Manager) ReleaseLock(ctx context.Context, key string) error {
+	m.mu.Lock()
+	lk := m.locks[key]
+	delete(m.locks, key)
+	m.mu.Unlock()
+	if lk == nil {
+		return fmt.Errorf("%w: %q is not tracked", ErrNotHeld, key)
+	}
+	return lk.Release(ctx)
+}
+
+// ReleaseAll releases every tracked lock and returns the errors of those
+// still held that could not be released.
+func (m *Manager) ReleaseAll(ctx context.Context) error {
+	m.mu.Lock()
+	locks := m.locks
+	m.locks = map[string]Lock{}
+	m.mu.Unlock()
+	var errs []error
+	for _, lk := range locks {
+		if err := lk.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
