@@ -2,7 +2,6 @@ package etcdlock_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -487,7 +486,6 @@ func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
 
 // A shapeOp takes a hold (for writing, where that means anything) and
 // returns the function that releases it.
