@@ -486,7 +486,6 @@ func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 	}
 }
 
-
 // A shapeOp takes a hold (for writing, where that means anything) and
 // returns the function that releases it.
 type shapeOp func(ctx context.Context, write bool) (release func() error, err error)
