@@ -39,8 +39,12 @@ func TestThreeMembersStopRestart(t *testing.T) {
 	// timeout; let the others elect a leader first.
 	_, err = c.WaitLeader(ctx)
 	require.NoError(t, err)
-	_, err = c.Client().Put(ctx, "k", "v2")
-	require.NoError(t, err)
+	// The shared client may still send on its connection to m and see it
+	// break (Unavailable), so retry.
+	require.NoError(t, retry(ctx, func(ctx context.Context) error {
+		_, err := c.Client().Put(ctx, "k", "v2")
+		return err
+	}))
 	require.NoError(t, m.Restart(ctx))
 	require.ErrorIs(t, m.Restart(ctx), embedtest.ErrMemberRunning)
 
