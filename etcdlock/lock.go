@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -66,8 +67,8 @@ type lock struct {
 
 	mu       sync.Mutex // serialises Refresh and Release
 	lease    *lease.Lease
-	own      bool // the lease is this hold's alone
-	released bool
+	own      bool        // the lease is this hold's alone
+	released atomic.Bool // set before the entry ends by Release
 }
 
 func (lk *lock) Key() string                 { return lk.spec.name }
@@ -98,39 +99,36 @@ func (lk *lock) errLocked() error {
 	default:
 		return nil
 	}
-	if lk.released {
+	if lk.released.Load() {
 		return ErrNotHeld
 	}
 	return fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(lk.lease))
 }
 
-// watchLoss reports a loss to the log and metrics; Done itself is closed by
-// the queue entry the moment its key or lease goes.
-func (lk *lock) watchLoss() {
-	<-lk.entry.Done()
-	lk.mu.Lock()
-	released := lk.released
-	lk.mu.Unlock()
-	if released {
+// onEnd reports a loss to the log and metrics. The queue entry calls it
+// when it ends; Done itself is the entry's, closed the moment its key or
+// lease goes.
+func (lk *lock) onEnd(err error) {
+	if lk.released.Load() {
 		return
 	}
 	lk.locker.lg.Warn("lock lost", zap.String("lock", lk.spec.name), zap.Int64("token", lk.Token()),
-		zap.Error(lk.Err()))
+		zap.Error(err))
 	lk.locker.metrics.Lost(lk.spec.name)
 	lk.locker.untrack(lk)
 }
 
-// done returns the hold's slot once its key is deleted or given up on.
+// freeSlot returns the hold's slot once its key is deleted or given up on.
 func (lk *lock) freeSlot() { lk.locker.freeSlot(lk.spec.queue, lk.slot) }
 
 func (lk *lock) Release(ctx context.Context) error {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
-	if lk.released {
+	if lk.released.Load() {
 		return fmt.Errorf("%w: already released", ErrNotHeld)
 	}
 	lost := lk.errLocked()
-	lk.released = true
+	lk.released.Store(true)
 	lk.locker.untrack(lk)
 	var err error
 	if lk.own {
@@ -173,7 +171,7 @@ func (lk *lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
-	if lk.released {
+	if lk.released.Load() {
 		return fmt.Errorf("%w: released", ErrNotHeld)
 	}
 	if err := lk.errLocked(); err != nil {

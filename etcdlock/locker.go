@@ -323,7 +323,7 @@ func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
 		lk.Release(context.Background())
 		return nil, ErrClosed
 	}
-	go lk.watchLoss()
+	lk.entry.AfterEnd(lk.onEnd)
 	return lk, nil
 }
 

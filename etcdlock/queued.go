@@ -161,7 +161,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 		lk.Release(context.Background())
 		return nil, ErrClosed
 	}
-	go lk.watchLoss()
+	lk.entry.AfterEnd(lk.onEnd)
 	return lk, nil
 }
 

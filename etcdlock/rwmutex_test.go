@@ -116,9 +116,6 @@ func TestRWMutexQueue(t *testing.T) {
 func TestRWMutexExclusion(t *testing.T) {
 	for _, members := range []int{1, 3} {
 		t.Run(fmt.Sprintf("members=%d", members), func(t *testing.T) {
-			if members > 1 {
-				t.Skip(skipLaggingMember)
-			}
 			testRWMutexExclusion(t, embedtest.New(t, embedtest.WithMembers(members)))
 		})
 	}

@@ -116,15 +116,6 @@ func pending(t *testing.T, chs ...<-chan result) {
 	}
 }
 
-// skipLaggingMember is why the three-member runs are off. queue.Entry's
-// Wait (wait.go) re-reads serializably at the revision a watch started at,
-// which a lagging member can report below the entry's own revision; that
-// read does not show the entry's key, and Wait ends it with ErrGone ("lock
-// lost while waiting"). The mutex fails the same way with 8 contenders on
-// three members. Reading at max(that revision, Entry.Rev()) fixes it, as
-// WaitNone does; then drop the skip.
-const skipLaggingMember = "queue.Entry.Wait can end an entry on a read from a lagging member; see skipLaggingMember"
-
 const semPrefix = etcdlock.DefaultPrefix + "%sem/"
 
 func TestSemaphoreBadInput(t *testing.T) {
@@ -222,9 +213,6 @@ func TestSemaphoreLimitMismatch(t *testing.T) {
 func TestSemaphoreNeverExceedsLimit(t *testing.T) {
 	for _, members := range []int{1, 3} {
 		t.Run(fmt.Sprintf("members=%d", members), func(t *testing.T) {
-			if members > 1 {
-				t.Skip(skipLaggingMember)
-			}
 			testSemaphoreNeverExceedsLimit(t, embedtest.New(t, embedtest.WithMembers(members)))
 		})
 	}

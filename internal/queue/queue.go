@@ -65,6 +65,7 @@ type Entry struct {
 	stopped  chan struct{}
 	mu       sync.Mutex
 	err      error
+	afterEnd func(error)
 }
 
 // window is what is known of the keys ahead of an entry: the nearest ones,
@@ -146,10 +147,31 @@ func (e *Entry) Err() error {
 
 func (e *Entry) end(err error) {
 	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.err == nil {
-		e.err = err
-		close(e.done)
+	if e.err != nil {
+		e.mu.Unlock()
+		return
+	}
+	e.err = err
+	close(e.done)
+	f := e.afterEnd
+	e.mu.Unlock()
+	if f != nil {
+		f(err)
+	}
+}
+
+// AfterEnd makes f run once the entry ends, with the reason; at once if it
+// has already ended. f runs in the goroutine that ends the entry and must
+// not block. A later call replaces an earlier f that has not run.
+func (e *Entry) AfterEnd(f func(error)) {
+	e.mu.Lock()
+	err := e.err
+	if err == nil {
+		e.afterEnd = f
+	}
+	e.mu.Unlock()
+	if err != nil {
+		f(err)
 	}
 }
 

@@ -209,6 +209,10 @@ func (e *Entry) reread(ctx context.Context, n int, atLeast int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if atLeast > 0 {
+		// A member lagging behind the entry's own key would not show it.
+		atLeast = max(atLeast, e.rev)
+	}
 	resp, err := e.read(ctx, n, atLeast > 0)
 	if err == nil && atLeast > 0 && resp.Header.Revision < atLeast {
 		resp, err = e.read(ctx, n, false)
