@@ -2,20 +2,67 @@
 // integration tests, benchmarks and demos that need etcd without installing
 // or starting a server.
 //
-// Members listen on 127.0.0.1 only, on ports picked free, with data in a
-// temporary directory. Defaults suit tests: fsync off and short raft ticks,
-// which make etcd's minimum lease TTL 1s instead of 2s.
-//
 // The most common use, in a test:
 //
 //	func TestSomething(t *testing.T) {
 //		c := embedtest.New(t) // closed when the test ends
 //		cli := c.Client()
-//		if _, err := cli.Put(ctx, "k", "v"); err != nil {
+//		if _, err := cli.Put(t.Context(), "k", "v"); err != nil {
 //			t.Fatal(err)
 //		}
 //	}
 //
-// A cluster can also inject faults: stop, kill and restart members, and
-// more (see Member).
+// Start does the same outside tests. One member starts in about 60ms and
+// three in about 150ms (see docs/benchmarks.md).
+//
+// # Faults
+//
+// A cluster of several members (WithMembers) can inject the faults that
+// coordination code must survive:
+//   - Member.Stop, Member.Kill and Member.Restart stop a member gracefully
+//     or as a crash, and bring it back with its data;
+//   - Member.KillAndWipe loses a member's data with it, and Member.Rejoin
+//     replaces it with a fresh member, as an operator would;
+//   - Cluster.WaitLeader and Cluster.MoveLeader find and move the etcd
+//     leader;
+//   - Cluster.Partition and Cluster.Heal cut a member off from its peers;
+//   - Cluster.NewProxy puts a TCP proxy in front of a member for a client,
+//     to cut that client off silently or slow it down.
+//
+// After a member crashes, a client may still send a request on its
+// connection to it and get Unavailable, and a write that a follower
+// forwarded to a crashed leader waits out etcd's request timeout (about
+// 5s). Tests that kill members should wait for a new leader (WaitLeader)
+// and retry idempotent writes, as production code must.
+//
+// # What embedtest sets, and why
+//
+// Defaults suit tests rather than production:
+//   - fsync off (WithFsync turns it on): writes are several times faster,
+//     and a test's data dies with the process anyway;
+//   - short raft timing (WithElection changes it): 5ms heartbeats and a
+//     50ms election timeout for one member, whose start time is mostly its
+//     first election; 20ms and 200ms for several members, slow enough that
+//     a loaded 2-core machine running tests under -race does not see
+//     spurious elections. etcd's default is 100ms and 1s;
+//   - hence a minimum lease TTL of 1s instead of 2s: etcd raises any TTL
+//     below 1.5 × the election timeout, rounded up to whole seconds, to
+//     that minimum without saying so. Both defaults make it 1s, so a test
+//     can ask for a 1s lease and get one;
+//   - etcd's strict reconfiguration check off: it refuses to add a member
+//     until every peer link has been up for 5s, which would make Rejoin
+//     soon after Start wait that long. Tests change membership on purpose.
+//
+// Clients reach members on 127.0.0.1 only, on ports picked free (Start
+// retries if another process takes one first), with data in a temporary
+// directory that Close removes. Members talk to each other over Unix
+// sockets named .embedtest-*, which etcd creates in the working directory
+// (the package directory under go test) and removes when the member
+// stops; a process killed before Close can leave them behind. Over TCP, an
+// etcd peer connection can stay busy for 5s after its last request, so
+// closing three members took a second more and left goroutines running
+// for seconds after Close, which trips goleak. If the working directory is
+// not writable, members fall back to TCP on 127.0.0.1, with that cost.
+// Do not change the working directory (t.Chdir) while a multi-member
+// cluster runs.
 package embedtest
