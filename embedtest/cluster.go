@@ -46,8 +46,12 @@ const maxMembers = 9
 // for one to another process.
 const startAttempts = 5
 
-// Cluster is a running etcd cluster inside the current process, listening
-// on 127.0.0.1 only. It is safe for concurrent use.
+// Cluster is a running etcd cluster inside the current process. Clients
+// reach its members on 127.0.0.1 only; the members reach each other over
+// Unix sockets (see the package doc). It is safe for concurrent use.
+//
+// Methods that take a member index return ErrNoMember for one out of
+// range, and every method returns ErrClosed after Close.
 type Cluster struct {
 	cfg     config
 	dir     string // data root, created by Start and removed by Close

@@ -227,8 +227,8 @@ func (m *Member) Restart(ctx context.Context) error {
 // the way an operator replaces a machine that lost its disk: it removes
 // the old member from the cluster, adds one with the same name and URLs
 // (and a new ID), starts it and waits until it has caught up and serves
-// clients. It works after Stop, Kill or KillAndWipe, and needs the other
-// members to have a leader.
+// clients. It works after Stop, Kill or KillAndWipe, deletes whatever
+// data the member kept, and needs the other members to have a leader.
 func (m *Member) Rejoin(ctx context.Context) error {
 	c := m.cluster
 	if err := c.checkOpen(); err != nil {
