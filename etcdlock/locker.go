@@ -169,18 +169,15 @@ var errBusy = errors.New("etcdlock: busy")
 // spec is a validated acquisition.
 type spec struct {
 	name      string
-	queue     string // the lock's key prefix, ending in '/'
+	queue     string // the queue's key prefix, ending in '/'; set from the kind
 	ttl       time.Duration
 	keepalive bool
 	value     string
 	meta      map[string]string
 }
 
+// validate checks what opts say beyond the name, which the kind checked.
 func (l *Locker) validate(opts LockOptions) (spec, error) {
-	enc, err := keys.Encode(opts.Key)
-	if err != nil {
-		return spec{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
-	}
 	ttl := opts.TTL
 	if opts.AutoRefresh && opts.RefreshTTL != 0 {
 		ttl = opts.RefreshTTL
@@ -210,7 +207,7 @@ func (l *Locker) validate(opts LockOptions) (spec, error) {
 		return spec{}, fmt.Errorf("%w: %d bytes encoded; the limit is %d", ErrInvalidMetadata, len(value), MaxMetadataBytes)
 	}
 	return spec{
-		name: opts.Key, queue: l.prefix + enc + "/", ttl: ttl,
+		name: opts.Key, ttl: ttl,
 		keepalive: opts.AutoRefresh, value: string(value), meta: meta,
 	}, nil
 }
@@ -226,31 +223,68 @@ func (l *Locker) enter() error {
 	return nil
 }
 
-func (l *Locker) acquire(ctx context.Context, opts LockOptions, wait bool) (_ Lock, err error) {
+// acquire is what every Lock and TryLock of a mutex comes down to.
+func (l *Locker) acquire(ctx context.Context, opts LockOptions, wait bool) (Lock, error) {
+	k, err := l.mutex(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	return l.acquireKind(ctx, k, opts, wait)
+}
+
+// mutex is the kind of a plain lock: admitted when no key is ahead.
+func (l *Locker) mutex(name string) (kind, error) {
+	enc, err := keys.Encode(name)
+	if err != nil {
+		return kind{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+	}
+	k := kind{what: "lock", name: name, queue: l.prefix + enc + "/"}
+	k.busy = func(ctx context.Context) (bool, error) {
+		resp, err := l.cli.Get(ctx, k.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		return err == nil && resp.Count > 0, err
+	}
+	k.join = func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (*queue.Entry, func(context.Context) error, error) {
+		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, k.queue+id, sp.value, ls.ID(), 1, ls.Done())
+		if err != nil || e.Admitted(1) {
+			return e, nil, err
+		}
+		return e, func(ctx context.Context) error { return e.Wait(ctx, watchCtx, 1) }, nil
+	}
+	return k, nil
+}
+
+// acquireKind takes a hold of kind k: it bounds the wait by opts.Timeout,
+// ends it on Close, and reports metrics. With wait unset it returns
+// errBusy rather than wait.
+func (l *Locker) acquireKind(ctx context.Context, k kind, opts LockOptions, wait bool) (Lock, error) {
+	opts, err := kindOptions(opts, k.name)
+	if err != nil {
+		return nil, err
+	}
 	sp, err := l.validate(opts)
 	if err != nil {
 		return nil, err
 	}
+	sp.queue = k.queue
 	if err := l.enter(); err != nil {
 		return nil, err
 	}
 	defer l.wg.Done()
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("etcdlock: lock %q: %w", sp.name, err)
+		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
 	}
 	if opts.Timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
 		defer cancel()
 	}
-	// Close ends every wait.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	stopClose := context.AfterFunc(l.ctx, func() { cancel(ErrClosed) })
 	defer stopClose()
 
 	start := time.Now()
-	lk, err := l.take(ctx, sp, wait)
+	lk, err := l.takeKind(ctx, k, sp, wait)
 	switch {
 	case err == nil:
 		l.metrics.Acquired(sp.name, time.Since(start))
@@ -270,18 +304,18 @@ func (l *Locker) acquire(ctx context.Context, opts LockOptions, wait bool) (_ Lo
 		reason = "lost"
 	}
 	l.metrics.Failed(sp.name, reason)
-	return nil, fmt.Errorf("etcdlock: lock %q: %w", sp.name, err)
+	return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
 }
 
-// take joins the queue and, if wait is set, waits for its turn.
-func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
+// takeKind joins k's queue and, if wait is set, waits for its turn.
+func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*lock, error) {
 	if !wait {
-		// Look before writing anything: a busy lock costs one read.
-		resp, err := l.cli.Get(ctx, sp.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		// Look before writing anything: a busy name costs one read.
+		busy, err := k.busy(ctx)
 		if err != nil {
 			return nil, err
 		}
-		if resp.Count > 0 {
+		if busy {
 			return nil, errBusy
 		}
 	}
@@ -290,18 +324,18 @@ func (l *Locker) take(ctx context.Context, sp spec, wait bool) (*lock, error) {
 		return nil, err
 	}
 	watchCtx := clientv3.WithRequireLeader(l.ctx)
+	// Keys are reused per Locker slot, as the mutex's are.
 	slot := l.takeSlot(sp.queue)
-	key := fmt.Sprintf("%s%s-%d", sp.queue, l.id, slot)
-	e, err := queue.Join(ctx, watchCtx, l.cli, sp.queue, key, sp.value, ls.ID(), 1, ls.Done())
+	e, waitFn, err := k.join(ctx, watchCtx, sp, ls, fmt.Sprintf("%s-%d", l.id, slot))
 	if err != nil {
 		l.freeSlot(sp.queue, slot)
 	}
-	if err == nil && !e.Admitted(1) {
+	if err == nil && waitFn != nil {
 		if !wait {
 			err = errBusy
 		} else {
 			l.metrics.Waiting(sp.name, 1)
-			err = e.Wait(ctx, watchCtx, 1)
+			err = waitFn(ctx)
 			l.metrics.Waiting(sp.name, -1)
 			if errors.Is(err, queue.ErrGone) {
 				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))

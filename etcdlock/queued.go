@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/leasekit/leasekit/internal/keys"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
@@ -56,113 +54,6 @@ func kindOptions(opts LockOptions, name string) (LockOptions, error) {
 	}
 	opts.Key = name
 	return opts, nil
-}
-
-// acquireKind is Locker.acquire for a kind: the same bounds on the wait,
-// the same end on Close, the same metrics and errors.
-func (l *Locker) acquireKind(ctx context.Context, k kind, opts LockOptions, wait bool) (Lock, error) {
-	opts, err := kindOptions(opts, k.name)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := l.validate(opts)
-	if err != nil {
-		return nil, err
-	}
-	sp.queue = k.queue
-	if err := l.enter(); err != nil {
-		return nil, err
-	}
-	defer l.wg.Done()
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
-	}
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopClose := context.AfterFunc(l.ctx, func() { cancel(ErrClosed) })
-	defer stopClose()
-
-	start := time.Now()
-	lk, err := l.takeKind(ctx, k, sp, wait)
-	switch {
-	case err == nil:
-		l.metrics.Acquired(sp.name, time.Since(start))
-		return lk, nil
-	case errors.Is(err, errBusy):
-		return nil, err
-	case errors.Is(context.Cause(ctx), ErrClosed):
-		err = ErrClosed
-	}
-	reason := "error"
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		reason = "timeout"
-	case errors.Is(err, context.Canceled):
-		reason = "canceled"
-	case errors.Is(err, ErrLockLost):
-		reason = "lost"
-	}
-	l.metrics.Failed(sp.name, reason)
-	return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
-}
-
-// takeKind is Locker.take for a kind.
-func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*lock, error) {
-	if !wait {
-		// Look before writing anything: a busy name costs one read.
-		busy, err := k.busy(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if busy {
-			return nil, errBusy
-		}
-	}
-	ls, own, err := l.leaseFor(ctx, sp)
-	if err != nil {
-		return nil, err
-	}
-	watchCtx := clientv3.WithRequireLeader(l.ctx)
-	// Keys are reused per Locker slot, as the mutex's are.
-	slot := l.takeSlot(sp.queue)
-	e, waitFn, err := k.join(ctx, watchCtx, sp, ls, fmt.Sprintf("%s-%d", l.id, slot))
-	if err != nil {
-		l.freeSlot(sp.queue, slot)
-	}
-	if err == nil && waitFn != nil {
-		if !wait {
-			err = errBusy
-		} else {
-			l.metrics.Waiting(sp.name, 1)
-			err = waitFn(ctx)
-			l.metrics.Waiting(sp.name, -1)
-			if errors.Is(err, queue.ErrGone) {
-				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))
-			}
-		}
-		if err != nil {
-			l.cleanup(e)
-			l.freeSlot(sp.queue, slot)
-		}
-	}
-	if err != nil {
-		if own {
-			revokeDetached(ls)
-		}
-		return nil, err
-	}
-	lk := &lock{locker: l, spec: sp, entry: e, lease: ls, own: own, slot: slot, acquired: time.Now()}
-	if !l.track(lk) {
-		lk.Release(context.Background())
-		return nil, ErrClosed
-	}
-	lk.entry.AfterEnd(lk.onEnd)
-	return lk, nil
 }
 
 // tryKind is TryLock's answer for a kind.
