@@ -385,7 +385,39 @@ func peerSocketsOK() bool {
 		return false
 	}
 	f.Close()
-	return os.Remove(f.Name()) == nil
+	if os.Remove(f.Name()) != nil {
+		return false
+	}
+	removeStaleSockets()
+	return true
+}
+
+// staleAge is how old a leftover socket must be before Start removes it.
+// A member creates its socket and listens on it in the same instant, so
+// an old one that refuses connections was left by a process that died.
+const staleAge = time.Minute
+
+// removeStaleSockets removes the peer sockets that processes killed before
+// Close left in the working directory.
+func removeStaleSockets() {
+	names, _ := filepath.Glob(".embedtest-*")
+	for _, name := range names {
+		fi, err := os.Lstat(name)
+		if err != nil || time.Since(fi.ModTime()) < staleAge {
+			continue
+		}
+		if fi.Mode()&os.ModeSocket != 0 {
+			conn, err := net.DialTimeout("unix", name, time.Second)
+			if err == nil {
+				conn.Close()
+				continue
+			}
+			if !errors.Is(err, syscall.ECONNREFUSED) {
+				continue
+			}
+		}
+		os.Remove(name)
+	}
 }
 
 func isAddrInUse(err error) bool {

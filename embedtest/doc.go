@@ -55,14 +55,16 @@
 //
 // Clients reach members on 127.0.0.1 only, on ports picked free (Start
 // retries if another process takes one first), with data in a temporary
-// directory that Close removes. Members talk to each other over Unix
-// sockets named .embedtest-*, which etcd creates in the working directory
-// (the package directory under go test) and removes when the member
-// stops; a process killed before Close can leave them behind. Over TCP, an
-// etcd peer connection can stay busy for 5s after its last request, so
-// closing three members took a second more and left goroutines running
-// for seconds after Close, which trips goleak. If the working directory is
-// not writable, members fall back to TCP on 127.0.0.1, with that cost.
-// Do not change the working directory (t.Chdir) while a multi-member
-// cluster runs.
+// directory that Close removes.
+//
+// Members talk to each other over Unix sockets named .embedtest-*, which
+// etcd creates in the working directory (the package directory under go
+// test) and removes when the member stops. Over TCP, an etcd peer
+// connection can stay busy for 5s after its last request: closing three
+// members took a second more and left goroutines running for seconds
+// after Close, which trips goleak. If the working directory is not
+// writable, members fall back to TCP on 127.0.0.1, with that cost. A
+// process killed before Close leaves its sockets behind; Start removes
+// those over a minute old that nothing listens on. Do not change the
+// working directory (t.Chdir) while a multi-member cluster runs.
 package embedtest
