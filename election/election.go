@@ -53,15 +53,14 @@ type Leader struct {
 // still believe it leads. Make writes to etcd conditional with Txn or
 // Guard, and pass Rev to other systems as a fencing token they check.
 type Election struct {
-	cli      *clientv3.Client
-	name     string
-	queue    string // prefix + escape(name) + "/"
-	ttl      time.Duration
-	value    string
-	lg       *zap.Logger
-	metrics  Metrics
-	watchCtx context.Context
-	seq      atomic.Int64
+	cli     *clientv3.Client
+	name    string
+	queue   string // prefix + escape(name) + "/"
+	ttl     time.Duration
+	value   string
+	lg      *zap.Logger
+	metrics Metrics
+	seq     atomic.Int64
 
 	mu      sync.Mutex
 	busy    bool  // a Campaign or Run is in progress
@@ -75,6 +74,18 @@ type term struct {
 	lease *lease.Lease
 	won   time.Time
 
+	// stopWatch ends the entry's watch of its own key. It must be called
+	// before entry.Close: a watch that is still being created (etcd
+	// unreachable) ignores everything but its context, and Close waits
+	// for it.
+	stopWatch context.CancelFunc
+	// done is closed when the entry ends or the lease is lost, whichever
+	// comes first: the entry only learns of a lost lease once its watch
+	// exists.
+	done     chan struct{}
+	doneStop chan struct{}
+	doneWG   sync.WaitGroup
+
 	// run is set (under Election.mu) while Run owns the term: Resign
 	// then asks Run to step down, so that duties end before the key goes,
 	// instead of deleting the key itself.
@@ -86,20 +97,40 @@ type term struct {
 	releaseErr error
 }
 
-func newTerm(ent *queue.Entry, ls *lease.Lease, run bool) *term {
-	return &term{
-		entry: ent, lease: ls, won: time.Now(), run: run,
+func newTerm(ent *queue.Entry, ls *lease.Lease, stopWatch context.CancelFunc, run bool) *term {
+	t := &term{
+		entry: ent, lease: ls, won: time.Now(), stopWatch: stopWatch, run: run,
+		done: make(chan struct{}), doneStop: make(chan struct{}),
 		stepDown: make(chan struct{}), released: make(chan struct{}),
 	}
+	t.doneWG.Add(1)
+	go func() {
+		defer t.doneWG.Done()
+		select {
+		case <-ent.Done():
+		case <-ls.Done():
+		case <-t.doneStop:
+		}
+		close(t.done)
+	}()
+	return t
 }
 
 func (t *term) alive() bool {
 	select {
-	case <-t.entry.Done():
+	case <-t.done:
 		return false
 	default:
 		return true
 	}
+}
+
+// close stops watching and ends done.
+func (t *term) close() {
+	t.stopWatch()
+	t.entry.Close()
+	close(t.doneStop)
+	t.doneWG.Wait()
 }
 
 // New returns a candidate for the election name, which uses cli. It makes
@@ -142,9 +173,7 @@ func New(cli *clientv3.Client, name string, opts ...Option) (*Election, error) {
 	return &Election{
 		cli: cli, name: name, queue: prefix + enc + "/", ttl: o.ttl, value: o.value,
 		lg: o.logger.With(zap.String("election", name)), metrics: o.metrics,
-		// Watches that need a leader share one stream per client.
-		watchCtx: clientv3.WithRequireLeader(context.Background()),
-		lastTTL:  time.Duration(lease.Seconds(o.ttl)) * time.Second,
+		lastTTL: time.Duration(lease.Seconds(o.ttl)) * time.Second,
 	}, nil
 }
 
@@ -256,21 +285,38 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	if err != nil {
 		return nil, err
 	}
+	// The campaign ends when the lease is lost, even while etcd is
+	// unreachable and a call or a watch being created would not return.
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := onClose(ls.Done(), cancel)
+	defer stop()
+	// The entry watches its own key for as long as the term lasts, in a
+	// context of its own; all watches that require a leader share one
+	// stream per client.
+	watchCtx, stopWatch := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
-	ent, err := queue.Join(ctx, e.watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Done())
+	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Done())
 	if err == nil && !ent.Admitted(1) {
-		err = ent.Wait(ctx, e.watchCtx, 1)
+		err = e.wait(cctx, ent)
 	}
 	if err == nil {
 		// Wait reports the entry's end, but Join's fast path does not.
 		err = ent.Err()
 	}
+	if err == nil && !ls.Alive() {
+		err = queue.ErrGone
+	}
 	if err != nil {
-		if errors.Is(err, queue.ErrGone) {
+		switch {
+		case ctx.Err() != nil:
+			err = ctx.Err()
+		case !ls.Alive(), errors.Is(err, queue.ErrGone):
 			err = lossCause(ls)
 		}
+		stopWatch()
 		if ent != nil {
 			ent.Close()
 		}
@@ -278,7 +324,47 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 		revokeDetached(e.cli, ls)
 		return nil, err
 	}
-	return newTerm(ent, ls, run), nil
+	return newTerm(ent, ls, stopWatch, run), nil
+}
+
+// wait waits for ent's turn. A wait that fails for a reason other than
+// ctx or the entry's end, such as a watch refused while etcd elects a
+// leader, is retried: the key keeps its place in line meanwhile.
+func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
+	delay := retryFirst
+	for {
+		err := ent.Wait(ctx, clientv3.WithRequireLeader(ctx), 1)
+		if err == nil || ctx.Err() != nil || ent.Err() != nil || errors.Is(err, queue.ErrGone) {
+			return err
+		}
+		e.lg.Debug("campaign: wait failed; retrying", zap.Duration("in", delay), zap.Error(err))
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+		delay = min(2*delay, retryLast)
+	}
+}
+
+// onClose calls f once ch is closed, unless stop is called first. stop
+// waits for the goroutine it starts.
+func onClose(ch <-chan struct{}, f func()) (stop func()) {
+	stopc, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ch:
+			f()
+		case <-stopc:
+		}
+	}()
+	return func() {
+		close(stopc)
+		<-done
+	}
 }
 
 func isNotFound(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
@@ -356,7 +442,7 @@ func (e *Election) release(ctx context.Context, t *term) error {
 	default:
 	}
 	lost := !t.alive()
-	t.entry.Close()
+	t.close()
 	err := revoke(ctx, e.cli, t.lease)
 	if err != nil {
 		err = fmt.Errorf("election: resign %q: %w", e.name, err)
@@ -459,7 +545,7 @@ var closed = func() chan struct{} {
 // Without a term it returns a closed channel.
 func (e *Election) Done() <-chan struct{} {
 	if t := e.current(); t != nil {
-		return t.entry.Done()
+		return t.done
 	}
 	return closed
 }
@@ -474,7 +560,7 @@ func (e *Election) Err() error {
 	if t.alive() {
 		return nil
 	}
-	if errors.Is(t.entry.Err(), queue.ErrLeft) {
+	if t.lease.Alive() && errors.Is(t.entry.Err(), queue.ErrLeft) {
 		return ErrNotLeader
 	}
 	return lossCause(t.lease)
