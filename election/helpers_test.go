@@ -2,6 +2,7 @@ package election_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -51,21 +52,32 @@ func waitQueued(t *testing.T, cli *clientv3.Client, name string, n int) []string
 }
 
 // waitKeys blocks until at least n keys exist under prefix and returns
-// them, oldest first. It watches from the current revision and then reads,
-// rather than watching from the read's revision: that would start in the
-// past and wait for etcd's 100ms catch-up loop.
+// them, oldest first.
 func waitKeys(tb testing.TB, cli *clientv3.Client, prefix string, n int) []string {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
+	keys, err := keysAtLeast(ctx, cli, prefix, n)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
+}
+
+// keysAtLeast is waitKeys for any goroutine. It watches from the current
+// revision and then reads, rather than watching from the read's revision:
+// that would start in the past and wait for etcd's 100ms catch-up loop.
+func keysAtLeast(ctx context.Context, cli *clientv3.Client, prefix string, n int) ([]string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 	if wr := <-wch; !wr.Created {
-		tb.Fatalf("watch %q: %v", prefix, wr.Err())
+		return nil, fmt.Errorf("watch %q: %v %v", prefix, wr.Err(), ctx.Err())
 	}
 	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(),
 		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend))
 	if err != nil {
-		tb.Fatal(err)
+		return nil, err
 	}
 	var order []string
 	for _, kv := range resp.Kvs {
@@ -74,7 +86,7 @@ func waitKeys(tb testing.TB, cli *clientv3.Client, prefix string, n int) []strin
 	for len(order) < n {
 		wr, ok := <-wch
 		if !ok || wr.Err() != nil {
-			tb.Fatalf("waiting for %d keys under %q: %v %v", n, prefix, wr.Err(), ctx.Err())
+			return nil, fmt.Errorf("waiting for %d keys under %q: %v %v", n, prefix, wr.Err(), ctx.Err())
 		}
 		for _, ev := range wr.Events {
 			if ev.Kv.ModRevision <= resp.Header.Revision {
@@ -90,7 +102,7 @@ func waitKeys(tb testing.TB, cli *clientv3.Client, prefix string, n int) []strin
 			}
 		}
 	}
-	return order
+	return order, nil
 }
 
 // campaignAsync starts e.Campaign and returns a channel with its result.
