@@ -298,7 +298,7 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
-	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Done())
+	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Context())
 	if err == nil && !ent.Admitted(1) {
 		err = e.wait(cctx, ent)
 	}

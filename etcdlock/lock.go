@@ -37,7 +37,8 @@ type Lock interface {
 	// that TTL. It returns ErrNotHeld if the lock is gone.
 	Refresh(ctx context.Context, ttl time.Duration) error
 	// Release gives the lock up and wakes the next waiter. It returns
-	// ErrNotHeld if the lock was already released or lost.
+	// ErrNotHeld if the lock was already released or lost; release a lost
+	// lock all the same, to free what the Locker keeps for it.
 	Release(ctx context.Context) error
 	// IsValid asks etcd whether the lock is still held.
 	IsValid(ctx context.Context) (bool, error)
@@ -115,7 +116,8 @@ func (lk *lock) onEnd(err error) {
 	lk.locker.lg.Warn("lock lost", zap.String("lock", lk.spec.name), zap.Int64("token", lk.Token()),
 		zap.Error(err))
 	lk.locker.metrics.Lost(lk.spec.name)
-	lk.locker.untrack(lk)
+	// The hold stays tracked until Release or Locker.Close, which waits for
+	// the lease's last revoke.
 }
 
 // freeSlot returns the hold's slot once its key is deleted or given up on.
@@ -210,7 +212,7 @@ func (lk *lock) moveLease(ctx context.Context, ttl time.Duration) error {
 		return fmt.Errorf("%w: key gone", ErrNotHeld)
 	}
 	old, wasOwn := lk.lease, lk.own
-	lk.entry.Rebind(next.Done())
+	lk.entry.Rebind(next.Context())
 	lk.lease, lk.own = next, own
 	if wasOwn {
 		revokeDetached(old)

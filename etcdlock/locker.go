@@ -244,7 +244,7 @@ func (l *Locker) mutex(name string) (kind, error) {
 		return err == nil && resp.Count > 0, err
 	}
 	k.join = func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (*queue.Entry, func(context.Context) error, error) {
-		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, k.queue+id, sp.value, ls.ID(), 1, ls.Done())
+		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, k.queue+id, sp.value, ls.ID(), 1, ls.Context())
 		if err != nil || e.Admitted(1) {
 			return e, nil, err
 		}

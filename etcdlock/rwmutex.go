@@ -92,7 +92,7 @@ func (m *RWMutex) writer() kind {
 		busy: func(ctx context.Context) (bool, error) { return m.any(ctx, m.queue) },
 		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (
 			*queue.Entry, func(context.Context) error, error) {
-			e, err := queue.Join(ctx, watchCtx, m.l.cli, m.queue, m.writers+id, sp.value, ls.ID(), 1, ls.Done())
+			e, err := queue.Join(ctx, watchCtx, m.l.cli, m.queue, m.writers+id, sp.value, ls.ID(), 1, ls.Context())
 			if err != nil || e.Admitted(1) {
 				return e, nil, err
 			}
@@ -110,7 +110,7 @@ func (m *RWMutex) reader() kind {
 			// The same transaction finds the nearest writer ahead: with
 			// none, the read lock is held after one round trip.
 			e, out, err := queue.JoinFirst(ctx, watchCtx, m.l.cli, m.queue, m.readers+id, sp.value, ls.ID(), 1,
-				ls.Done(), []queue.Branch{{Also: []clientv3.Op{queue.NearestOp(m.writers)}}})
+				ls.Context(), []queue.Branch{{Also: []clientv3.Op{queue.NearestOp(m.writers)}}})
 			if err != nil {
 				return nil, nil, err
 			}

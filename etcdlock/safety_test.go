@@ -174,16 +174,11 @@ func TestLossIsNoticedBeforeOthersAcquire(t *testing.T) {
 	}{
 		{"TTL runs out", false, func(*testing.T, *clientv3.Client, etcdlock.Lock) {}},
 		{"lease revoked", true, func(t *testing.T, cli *clientv3.Client, lk etcdlock.Lock) {
-			info, err := etcdlock.New(cli)
-			require.NoError(t, err)
-			defer info.Close()
-			st, err := info.Inspect(ctx, lk.Key())
-			require.NoError(t, err)
-			_, err = cli.Revoke(ctx, clientv3.LeaseID(st.Holder.LeaseID))
+			_, err := cli.Revoke(ctx, clientv3.LeaseID(holderOf(t, cli, lk.Key()).LeaseID))
 			require.NoError(t, err)
 		}},
 		{"key deleted", true, func(t *testing.T, cli *clientv3.Client, lk etcdlock.Lock) {
-			_, err := cli.Delete(ctx, etcdlock.DefaultPrefix, clientv3.WithPrefix())
+			_, err := cli.Delete(ctx, holderOf(t, cli, lk.Key()).EtcdKey)
 			require.NoError(t, err)
 		}},
 	} {
@@ -225,6 +220,18 @@ func TestLossIsNoticedBeforeOthersAcquire(t *testing.T) {
 			}
 		})
 	}
+}
+
+// holderOf returns the holder of the lock name, as Inspect reports it.
+func holderOf(t *testing.T, cli *clientv3.Client, name string) *etcdlock.Entry {
+	t.Helper()
+	l, err := etcdlock.New(cli)
+	require.NoError(t, err)
+	defer l.Close()
+	info, err := l.Inspect(context.Background(), name)
+	require.NoError(t, err)
+	require.NotNil(t, info.Holder)
+	return info.Holder
 }
 
 func TestWaiterWhoseKeyVanishesStops(t *testing.T) {

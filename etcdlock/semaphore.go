@@ -137,7 +137,7 @@ func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease
 	*queue.Entry, func(context.Context) error, error) {
 	key := s.queue + id + "-n" + s.limit
 	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
-		return queue.JoinFirst(ctx, watchCtx, s.l.cli, s.queue, key, sp.value, ls.ID(), s.n, ls.Done(),
+		return queue.JoinFirst(ctx, watchCtx, s.l.cli, s.queue, key, sp.value, ls.ID(), s.n, ls.Context(),
 			branches, els...)
 	}
 	store := clientv3.OpPut(s.nKey, s.limit, clientv3.WithLease(ls.ID()))

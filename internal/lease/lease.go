@@ -128,6 +128,9 @@ func (l *Lease) ExpiresAt() time.Time { return l.Deadline().Add(Margin(l.ttl)) }
 // Done is closed when the lease is lost, revoked or closed.
 func (l *Lease) Done() <-chan struct{} { return l.done }
 
+// Context returns a context that ends when Done is closed.
+func (l *Lease) Context() context.Context { return l.ctx }
+
 // Err returns why Done was closed, or nil while it is open.
 func (l *Lease) Err() error {
 	l.mu.Lock()

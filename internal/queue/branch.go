@@ -39,12 +39,8 @@ type Joined struct {
 // It is for holds whose admission depends on more than the queue: a
 // semaphore's agreed size, or a reader's look at the writers ahead.
 func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, value string,
-	lease clientv3.LeaseID, n int, lost <-chan struct{}, branches []Branch, els ...clientv3.Op) (*Entry, Joined, error) {
-	e := &Entry{
-		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
-		done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
-		rebind: make(chan (<-chan struct{})),
-	}
+	lease clientv3.LeaseID, n int, lost context.Context, branches []Branch, els ...clientv3.Op) (*Entry, Joined, error) {
+	e := newEntry(cli, prefix, key, value, lease)
 	none := Joined{Branch: -1}
 	if len(branches) == 0 {
 		return nil, none, fmt.Errorf("queue: JoinFirst without branches")
@@ -89,8 +85,8 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 		}
 	}
 	if len(resps[0].GetResponseRange().Kvs) > 0 {
-		// Keys are unique per attempt, so this one is ours from an earlier
-		// try that etcd applied; it is not reused.
+		// The key is ours, left by an earlier call whose outcome was
+		// unknown: delete it so that the caller can try again.
 		e.removeDetached()
 		return nil, none, fmt.Errorf("%w: key %q already exists", ErrAmbiguous, key)
 	}

@@ -20,7 +20,6 @@ package queue
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -58,14 +57,26 @@ type Entry struct {
 	// ahead is what Join and Wait know of the keys ahead.
 	ahead window
 
-	rebind   chan (<-chan struct{})
-	done     chan struct{}
-	stopOnce sync.Once
-	stop     chan struct{}
-	stopped  chan struct{}
+	// ended is cancelled when the entry ends, stop when Close is called;
+	// stopped is closed when the self-watch has stopped.
+	ended, stop         context.Context
+	endCancel, stopFunc context.CancelFunc
+	stopped             chan struct{}
+	rebind              chan context.Context
+
 	mu       sync.Mutex
 	err      error
 	afterEnd func(error)
+}
+
+func newEntry(cli *clientv3.Client, prefix, key, value string, lease clientv3.LeaseID) *Entry {
+	e := &Entry{
+		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
+		stopped: make(chan struct{}), rebind: make(chan context.Context),
+	}
+	e.ended, e.endCancel = context.WithCancel(context.Background())
+	e.stop, e.stopFunc = context.WithCancel(context.Background())
+	return e
 }
 
 // window is what is known of the keys ahead of an entry: the nearest ones,
@@ -80,43 +91,18 @@ type window struct {
 // Join adds key to the queue under prefix, attached to lease, and returns
 // its entry, which then watches its own key until Leave. watchCtx carries
 // the metadata for watches (such as clientv3.WithRequireLeader); entries
-// whose watchCtx have equal metadata share one watch stream. lost, if not
-// nil, ends the entry the moment it is closed: pass the lease's Done.
+// whose watchCtx have equal metadata share one watch stream. The entry
+// ends the moment lost ends: pass the lease's context.
 //
-// n is how many keys ahead Join reads, for Admitted. If ctx ends or the
-// call fails after etcd may have written the key, Join deletes it again
-// with a context of its own.
+// n is the number of holders at once, for Admitted and Wait. If ctx ends or
+// the call fails after etcd may have written the key, Join deletes it
+// again with a context of its own. If the key exists already, left from an
+// earlier call whose outcome was unknown, Join deletes it and fails with
+// ErrAmbiguous: the caller may try again.
 func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, value string,
-	lease clientv3.LeaseID, n int, lost <-chan struct{}) (*Entry, error) {
-	e := &Entry{
-		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
-		done: make(chan struct{}), stop: make(chan struct{}), stopped: make(chan struct{}),
-		rebind: make(chan (<-chan struct{})),
-	}
-	newest := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithLimit(int64(n) + 3)},
-		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend))
-	resp, err := cli.Txn(ctx).
-		If(clientv3.Compare(clientv3.CreateRevision(key), "=", 0)).
-		Then(clientv3.OpPut(key, value, clientv3.WithLease(lease)), clientv3.OpGet(prefix, newest...)).
-		Else(clientv3.OpGet(key)).
-		Commit()
-	if err != nil {
-		// The put may have been applied even though the call failed.
-		e.removeDetached()
-		return nil, fmt.Errorf("%w: %w", ErrAmbiguous, err)
-	}
-	if !resp.Succeeded {
-		// Keys are unique per attempt, so this one is ours from an earlier
-		// try that etcd applied; it is not reused.
-		e.removeDetached()
-		return nil, fmt.Errorf("%w: key %q already exists", ErrAmbiguous, key)
-	}
-	e.rev = resp.Header.Revision
-	rng := resp.Responses[1].GetResponseRange()
-	// The new key is the newest in the queue, so it is first in rng.
-	e.ahead = newWindow(rng.Kvs[1:], n)
-	go e.watchSelf(watchCtx, lost)
-	return e, nil
+	lease clientv3.LeaseID, n int, lost context.Context) (*Entry, error) {
+	e, _, err := JoinFirst(ctx, watchCtx, cli, prefix, key, value, lease, n, lost, []Branch{{}})
+	return e, err
 }
 
 // Key returns the entry's etcd key.
@@ -134,9 +120,9 @@ func (e *Entry) Guard() clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(e.key), "=", e.rev)
 }
 
-// Done is closed when the entry ends: its key was deleted, lost fired, or
-// Leave was called.
-func (e *Entry) Done() <-chan struct{} { return e.done }
+// Done is closed when the entry ends: its key was deleted, its lease was
+// lost, or Leave or Close was called.
+func (e *Entry) Done() <-chan struct{} { return e.ended.Done() }
 
 // Err returns why Done was closed, or nil while it is open.
 func (e *Entry) Err() error {
@@ -152,7 +138,7 @@ func (e *Entry) end(err error) {
 		return
 	}
 	e.err = err
-	close(e.done)
+	e.endCancel()
 	f := e.afterEnd
 	e.mu.Unlock()
 	if f != nil {
@@ -176,78 +162,63 @@ func (e *Entry) AfterEnd(f func(error)) {
 }
 
 // watchSelf watches the entry's own key from its create revision on, so
-// that no delete can slip by, until the key goes or the entry is left.
-func (e *Entry) watchSelf(watchCtx context.Context, lost <-chan struct{}) {
+// that no delete can slip by, until the key goes, lost ends or Close.
+func (e *Entry) watchSelf(watchCtx, lost context.Context) {
 	defer close(e.stopped)
-	// Most holds and waits are short. Starting the watch a little later
-	// keeps them from paying for it, and loses nothing: it starts at the
-	// key's own revision, so it still sees any delete since. Loss of the
-	// lease is watched from the start.
-	delay := time.NewTimer(SelfWatchDelay)
-	defer delay.Stop()
-	for wait := true; wait; {
-		select {
-		case <-e.stop:
-			return
-		case lost = <-e.rebind:
-		case <-lost:
-			e.end(ErrGone)
-			return
-		case <-delay.C:
-			wait = false
-		}
-	}
+	// Every watch made here ends with ctx, and ctx ends with Close or with
+	// lost, so a call blocked on an unreachable etcd returns at once.
 	ctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
+	defer context.AfterFunc(e.stop, cancel)()
+	unbind := context.AfterFunc(lost, cancel)
+	defer func() { unbind() }()
+
+	// Most holds and waits are short. Starting the watch a little later
+	// keeps them from paying for it, and loses nothing: it starts at the
+	// key's own revision, so it still sees any delete since.
+	start := time.NewTimer(SelfWatchDelay)
+	defer start.Stop()
+	var wch clientv3.WatchChan // nil, so never ready, until started
 	next := e.rev + 1
 	for {
-		wch := e.cli.Watch(ctx, e.key, clientv3.WithRev(next))
-		for wch != nil {
-			select {
-			case <-e.stop:
-				return
-			case lost = <-e.rebind:
-			case <-lost:
-				e.end(ErrGone)
-				return
-			case wr, ok := <-wch:
-				if !ok {
-					wch = nil
-					break
-				}
-				if wr.CompactRevision != 0 {
-					// History is gone; ask whether the key still exists.
-					next = 0
-					wch = nil
-					break
-				}
-				if wr.Err() != nil {
-					wch = nil
-					break
-				}
-				for _, ev := range wr.Events {
-					if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != e.rev {
-						e.end(ErrGone)
-						return
-					}
-					next = ev.Kv.ModRevision + 1
-				}
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if next == 0 {
-			if next = e.stillThere(ctx); next == 0 {
-				return
-			}
-			continue
-		}
-		// The stream broke (no leader, say): start again where it stopped.
 		select {
-		case <-e.stop:
+		case l := <-e.rebind:
+			unbind()
+			lost = l
+			unbind = context.AfterFunc(lost, cancel)
+		case <-ctx.Done():
+			if lost.Err() != nil {
+				e.end(ErrGone)
+			}
 			return
-		case <-time.After(50 * time.Millisecond):
+		case <-start.C:
+			if next == 0 {
+				// History was compacted away: ask whether the key exists.
+				if next = e.stillThere(ctx); next == 0 {
+					continue // gone (the entry ended) or ctx ended
+				}
+			}
+			wch = e.cli.Watch(ctx, e.key, clientv3.WithRev(next))
+		case wr, ok := <-wch:
+			switch {
+			case !ok || wr.Err() != nil && wr.CompactRevision == 0:
+				// The stream broke (no leader, say): start again where
+				// it stopped, soon.
+				wch = nil
+				start.Reset(50 * time.Millisecond)
+				continue
+			case wr.CompactRevision != 0:
+				wch, next = nil, 0
+				start.Reset(0)
+				continue
+			}
+			for _, ev := range wr.Events {
+				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != e.rev {
+					e.end(ErrGone)
+					return
+				}
+				next = ev.Kv.ModRevision + 1
+			}
 		}
 	}
 }
@@ -271,9 +242,9 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 	}
 }
 
-// Rebind makes lost, instead of the channel given to Join, end the entry:
+// Rebind makes lost, instead of the context given to Join, end the entry:
 // for a key moved to another lease.
-func (e *Entry) Rebind(lost <-chan struct{}) {
+func (e *Entry) Rebind(lost context.Context) {
 	select {
 	case e.rebind <- lost:
 	case <-e.stopped:
@@ -301,7 +272,7 @@ func (e *Entry) Leave(ctx context.Context) error {
 // delete it another way, such as revoking its lease.
 func (e *Entry) Close() {
 	e.end(ErrLeft)
-	e.stopOnce.Do(func() { close(e.stop) })
+	e.stopFunc()
 	<-e.stopped
 }
 

@@ -44,6 +44,10 @@ func (e *Entry) WaitNone(ctx, watchCtx context.Context, sub string, nearest *mvc
 func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.KeyValue) (*mvccpb.KeyValue, error) {
 	wctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
+	// The watch must not outlive ctx or the entry: Watch itself blocks
+	// while etcd is unreachable.
+	defer context.AfterFunc(ctx, cancel)()
+	defer context.AfterFunc(e.ended, cancel)()
 	// From now, not from kv's revision: a watch that starts in the past is
 	// served by etcd's slow 100ms catch-up loop.
 	ch := e.cli.Watch(wctx, string(kv.Key), clientv3.WithCreatedNotify())
@@ -58,7 +62,7 @@ func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.K
 			return e.nearestAhead(ctx, sub, 0)
 		}
 		started = wr.Header.Revision
-	case <-e.done:
+	case <-e.Done():
 		return nil, e.Err()
 	case <-ctx.Done():
 		return nil, ctx.Err()
@@ -84,7 +88,7 @@ func (e *Entry) waitGone(ctx, watchCtx context.Context, sub string, kv *mvccpb.K
 					return e.nearestAhead(ctx, sub, ev.Kv.ModRevision)
 				}
 			}
-		case <-e.done:
+		case <-e.Done():
 			return nil, e.Err()
 		case <-ctx.Done():
 			return nil, ctx.Err()

@@ -22,8 +22,12 @@ func (e *Entry) Admitted(n int) bool { return e.ahead.complete && len(e.ahead.ke
 // ends (its key deleted or lost fired), or ctx ends. It must not be called
 // concurrently with itself. watchCtx is as for Join.
 func (e *Entry) Wait(ctx, watchCtx context.Context, n int) error {
+	// Watches end with the wait: when it returns, ctx ends or the entry
+	// ends, so none can keep a call blocked on an unreachable etcd.
 	wctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
+	defer context.AfterFunc(ctx, cancel)()
+	defer context.AfterFunc(e.ended, cancel)()
 	w := &waiter{e: e, n: n, ctx: ctx, wctx: wctx, watching: map[int64]context.CancelFunc{},
 		events: make(chan event)}
 	return w.run()
@@ -74,7 +78,7 @@ func (w *waiter) run() error {
 				continue
 			}
 			w.forget(ev.rev)
-		case <-e.done:
+		case <-e.Done():
 			return e.Err()
 		case <-w.ctx.Done():
 			return w.ctx.Err()
@@ -119,7 +123,7 @@ func (w *waiter) watch(kv *mvccpb.KeyValue) (int64, error) {
 	var ok bool
 	select {
 	case wr, ok = <-ch:
-	case <-w.e.done:
+	case <-w.e.Done():
 		cancel()
 		return 0, w.e.Err()
 	case <-w.ctx.Done():

@@ -1,0 +1,73 @@
+package etcdlock_test
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/etcdlock"
+)
+
+// TestCutOffHolderIsToldFirst cuts a holder off from etcd with a proxy
+// that drops its traffic. The holder must be told it lost the lock before
+// the waiter gets it, and its late guarded write must fail once it can
+// reach etcd again, while the new holder's succeeds.
+func TestCutOffHolderIsToldFirst(t *testing.T) {
+	for _, auto := range []bool{true, false} {
+		t.Run(fmt.Sprintf("AutoRefresh=%v", auto), func(t *testing.T) {
+			c := embedtest.New(t)
+			ctx := testCtx(t)
+			p, err := c.NewProxy(0)
+			require.NoError(t, err)
+			cut, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
+			require.NoError(t, err)
+			holder := newLocker(t, cut)
+			waiter := newLocker(t, c.Client())
+
+			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "cut", TTL: time.Second, AutoRefresh: auto})
+			require.NoError(t, err)
+
+			var mu sync.Mutex
+			var events []string
+			record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+			told := make(chan struct{})
+			go func() { <-lk.Done(); record("holder told"); close(told) }()
+			got := make(chan etcdlock.Lock, 1)
+			go func() {
+				next, err := waiter.Lock(ctx, "cut", 5*time.Second)
+				if assertNoError(t, err) {
+					record("next acquired")
+				}
+				got <- next
+			}()
+			waitFor(t, func() bool { return countKeys(t, c.Client()) == 2 })
+			p.Cut()
+			next := <-got
+			require.NotNil(t, next)
+			<-told
+			mu.Lock()
+			require.Equal(t, []string{"holder told", "next acquired"}, events)
+			mu.Unlock()
+			require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
+
+			// Heal drops the connections that lost bytes; the client then
+			// reconnects, so the first calls may fail.
+			p.Heal()
+			var late *clientv3.TxnResponse
+			waitFor(t, func() bool {
+				late, err = cut.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/data", "stale")).Commit()
+				return err == nil
+			})
+			require.False(t, late.Succeeded, "the old holder's guarded write must be refused")
+			fresh, err := c.Client().Txn(ctx).If(next.Guard()).Then(clientv3.OpPut("/data", "fresh")).Commit()
+			require.NoError(t, err)
+			require.True(t, fresh.Succeeded)
+			require.NoError(t, next.Release(ctx))
+		})
+	}
+}
