@@ -301,6 +301,9 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Context())
 	if err == nil && !ent.Admitted(1) {
 		err = e.wait(cctx, ent)
+		if err == nil {
+			err = e.confirm(cctx, ent)
+		}
 	}
 	if err == nil {
 		// Wait reports the entry's end, but Join's fast path does not.
@@ -338,6 +341,57 @@ func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
 			return err
 		}
 		e.lg.Debug("campaign: wait failed; retrying", zap.Duration("in", delay), zap.Error(err))
+		timer := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return ctx.Err()
+		case <-timer.C:
+		}
+		delay = min(2*delay, retryLast)
+	}
+}
+
+// confirm checks, after a wait, that ent's key still exists with nothing
+// ahead of it. The wait ends on the delete event of the key ahead, and
+// the entry's own watch may not have seen a delete of its key yet (etcd
+// #11051: a campaign that wins with a deleted key). A serializable read
+// is enough when it shows nothing ahead: keys ahead only ever go away, so
+// such a read is at least as new as the event, and a key that exists
+// then existed at the event too. A member that lags behind shows the key
+// ahead still there; then the read is repeated linearizably.
+func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
+	delay := retryFirst
+	for serializable := true; ; {
+		var opts []clientv3.OpOption
+		if serializable {
+			opts = append(opts, clientv3.WithSerializable())
+		}
+		ahead := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
+			clientv3.WithLimit(1), clientv3.WithMaxCreateRev(ent.Rev() - 1)}, opts...)
+		resp, err := e.cli.Txn(ctx).Then(
+			clientv3.OpGet(ent.Key(), append([]clientv3.OpOption{clientv3.WithKeysOnly()}, opts...)...),
+			clientv3.OpGet(e.queue, ahead...),
+		).Commit()
+		if err == nil {
+			own := resp.Responses[0].GetResponseRange().Kvs
+			if len(own) == 0 || own[0].CreateRevision != ent.Rev() {
+				return queue.ErrGone
+			}
+			if len(resp.Responses[1].GetResponseRange().Kvs) == 0 {
+				return nil
+			}
+			if !serializable {
+				// Linearizably, a key is ahead: the wait was wrong.
+				return fmt.Errorf("election: campaign %q: a key is still ahead after the wait", e.name)
+			}
+			serializable = false
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.lg.Debug("campaign: confirming the win failed; retrying", zap.Duration("in", delay), zap.Error(err))
 		timer := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():
