@@ -69,22 +69,12 @@ type Election struct {
 }
 
 // term is one won campaign: the candidate's key and the lease it is on.
+// The entry ends (Done) when the key is deleted, the lease is lost, or
+// the term is given up.
 type term struct {
 	entry *queue.Entry
 	lease *lease.Lease
 	won   time.Time
-
-	// stopWatch ends the entry's watch of its own key. It must be called
-	// before entry.Close: a watch that is still being created (etcd
-	// unreachable) ignores everything but its context, and Close waits
-	// for it.
-	stopWatch context.CancelFunc
-	// done is closed when the entry ends or the lease is lost, whichever
-	// comes first: the entry only learns of a lost lease once its watch
-	// exists.
-	done     chan struct{}
-	doneStop chan struct{}
-	doneWG   sync.WaitGroup
 
 	// run is set (under Election.mu) while Run owns the term: Resign
 	// then asks Run to step down, so that duties end before the key goes,
@@ -97,40 +87,22 @@ type term struct {
 	releaseErr error
 }
 
-func newTerm(ent *queue.Entry, ls *lease.Lease, stopWatch context.CancelFunc, run bool) *term {
-	t := &term{
-		entry: ent, lease: ls, won: time.Now(), stopWatch: stopWatch, run: run,
-		done: make(chan struct{}), doneStop: make(chan struct{}),
+func newTerm(ent *queue.Entry, ls *lease.Lease, run bool) *term {
+	return &term{
+		entry: ent, lease: ls, won: time.Now(), run: run,
 		stepDown: make(chan struct{}), released: make(chan struct{}),
 	}
-	t.doneWG.Add(1)
-	go func() {
-		defer t.doneWG.Done()
-		select {
-		case <-ent.Done():
-		case <-ls.Done():
-		case <-t.doneStop:
-		}
-		close(t.done)
-	}()
-	return t
 }
+
+func (t *term) done() <-chan struct{} { return t.entry.Done() }
 
 func (t *term) alive() bool {
 	select {
-	case <-t.done:
+	case <-t.done():
 		return false
 	default:
 		return true
 	}
-}
-
-// close stops watching and ends done.
-func (t *term) close() {
-	t.stopWatch()
-	t.entry.Close()
-	close(t.doneStop)
-	t.doneWG.Wait()
 }
 
 // New returns a candidate for the election name, which uses cli. It makes
@@ -285,16 +257,15 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	if err != nil {
 		return nil, err
 	}
-	// The campaign ends when the lease is lost, even while etcd is
-	// unreachable and a call or a watch being created would not return.
+	// The campaign ends when the lease is lost, even in a read blocked on
+	// an unreachable etcd.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := onClose(ls.Done(), cancel)
 	defer stop()
-	// The entry watches its own key for as long as the term lasts, in a
-	// context of its own; all watches that require a leader share one
-	// stream per client.
-	watchCtx, stopWatch := context.WithCancel(clientv3.WithRequireLeader(context.Background()))
+	// The entry watches its own key for as long as the term lasts; all
+	// watches that require a leader share one stream per client.
+	watchCtx := clientv3.WithRequireLeader(context.Background())
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
@@ -319,7 +290,6 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 		case !ls.Alive(), errors.Is(err, queue.ErrGone):
 			err = lossCause(ls)
 		}
-		stopWatch()
 		if ent != nil {
 			ent.Close()
 		}
@@ -327,7 +297,7 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 		revokeDetached(e.cli, ls)
 		return nil, err
 	}
-	return newTerm(ent, ls, stopWatch, run), nil
+	return newTerm(ent, ls, run), nil
 }
 
 // wait waits for ent's turn. A wait that fails for a reason other than
@@ -496,7 +466,7 @@ func (e *Election) release(ctx context.Context, t *term) error {
 	default:
 	}
 	lost := !t.alive()
-	t.close()
+	t.entry.Close()
 	err := revoke(ctx, e.cli, t.lease)
 	if err != nil {
 		err = fmt.Errorf("election: resign %q: %w", e.name, err)
@@ -599,7 +569,7 @@ var closed = func() chan struct{} {
 // Without a term it returns a closed channel.
 func (e *Election) Done() <-chan struct{} {
 	if t := e.current(); t != nil {
-		return t.done
+		return t.done()
 	}
 	return closed
 }
@@ -629,9 +599,9 @@ func (e *Election) TTL() time.Duration {
 	return e.lastTTL
 }
 
-// never is a comparison etcd never finds true: no key has a negative
-// create revision.
-var never = func(key string) clientv3.Cmp {
+// never returns a comparison etcd never finds true: no key has a
+// negative create revision.
+func never(key string) clientv3.Cmp {
 	return clientv3.Compare(clientv3.CreateRevision(key), "<", 0)
 }
 

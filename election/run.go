@@ -124,7 +124,7 @@ func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
 	case <-done:
 	case <-ctx.Done():
 	case <-t.stepDown:
-	case <-t.done:
+	case <-t.done():
 		lost = true
 	}
 	cancel()
