@@ -20,11 +20,12 @@
 //	})
 //
 // Candidates are served in the order they campaigned. A waiting candidate
-// watches only the one ahead of it, from the current revision, so when a
-// leader resigns the next leads within one delete and one watch event
-// (milliseconds), not after etcd's 100ms catch-up loop for watches that
-// start in the past, as etcd's concurrency.Election does. When the
-// leader's process dies, the next leads after the TTL (WithTTL).
+// watches only the nearest keys ahead of it, from the current revision,
+// so when a leader resigns the next leads within a millisecond or two
+// (one delete, one watch event, one serializable read), not after etcd's
+// 100ms catch-up loop for watches that start in the past, which
+// concurrency.Election can wait for. When the leader's process dies, the
+// next leads after the TTL (WithTTL).
 //
 // What it guarantees beyond etcd's concurrency.Election:
 //

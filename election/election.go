@@ -34,9 +34,10 @@ type Leader struct {
 
 // Election is one candidate in the election of one name. Candidates line
 // up in the order they campaigned (FIFO); the first leads until it
-// resigns or loses its lease, then the next leads at once: each waiting
-// candidate watches only the one ahead of it, from the current revision,
-// so a handover costs one delete and one watch event.
+// resigns or loses its lease, then the next leads at once. Each waiting
+// candidate watches only the nearest keys ahead of it, from the current
+// revision, so a handover costs one delete, one watch event and one
+// serializable read, and wakes one candidate, not all of them.
 //
 // Most callers want Run, which campaigns, runs the leader's duties with a
 // context cancelled the moment leadership is lost, hands over when the
