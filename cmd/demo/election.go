@@ -101,12 +101,22 @@ observer that is not a candidate follows the leader with Observe.`, name, ttl)
 	started := make(chan termLog, 16)
 	stopped := make(chan termLog, 16)
 	steps := make(chan termLog, 64)
-	runCtx, stopRuns := context.WithCancel(ctx)
-	defer stopRuns()
+	// Each replica's Run has a context of its own, so that the story can
+	// stop the followers before the leader.
+	stopRun := make([]context.CancelFunc, len(rs))
 	var runs sync.WaitGroup
 	defer runs.Wait()
+	defer func() {
+		for _, stop := range stopRun {
+			if stop != nil {
+				stop()
+			}
+		}
+	}()
 	startReplica := func(i int) {
 		el := rs[i].el
+		runCtx, stop := context.WithCancel(ctx)
+		stopRun[i] = stop
 		runs.Go(func() {
 			err := el.Run(runCtx, election.Callbacks{
 				OnStartedLeading: func(dctx context.Context) {
@@ -165,11 +175,10 @@ observer that is not a candidate follows the leader with Observe.`, name, ttl)
 
 	var terms []termLog
 	startReplica(0)
-	first, err := recv(started, "r1 to lead")
-	if err == nil {
-		err = observe(0)
+	if _, err := recv(started, "r1 to lead"); err != nil {
+		return err
 	}
-	if err != nil {
+	if err := observe(0); err != nil {
 		return err
 	}
 	startReplica(1)
@@ -250,8 +259,16 @@ observer that is not a candidate follows the leader with Observe.`, name, ttl)
 		return err
 	}
 
-	e.out.event("the demo stops every replica's Run")
-	stopRuns()
+	e.out.event("the demo stops the followers' Run, then the leader's")
+	for i, stop := range stopRun {
+		if i != third.who {
+			stop()
+		}
+	}
+	if err := waitKeys(ctx, e.admin, line, 1); err != nil {
+		return err
+	}
+	stopRun[third.who]()
 	last, err := recv(stopped, "the last term to end")
 	if err != nil {
 		return err
@@ -274,10 +291,10 @@ expire; %s's began %s after the cut, %s after r2's ended.`,
 		if k > 0 && (t.rev <= terms[k-1].rev || t.start.Before(terms[k-1].end)) {
 			return fmt.Errorf("terms %d and %d overlap or do not increase", terms[k-1].rev, t.rev)
 		}
-		rows = append(rows, []string{strconv.FormatInt(t.rev, 10), replica(t.who), "+" + ms(t.start.Sub(first.start)),
-			"+" + ms(t.end.Sub(first.start)), strconv.Itoa(t.writes), t.ended})
+		rows = append(rows, []string{strconv.FormatInt(t.rev, 10), replica(t.who), e.out.stamp(t.start),
+			e.out.stamp(t.end), strconv.Itoa(t.writes), t.ended})
 	}
-	e.out.say("\nTerms (times from r1's start; the term is the fencing token):")
+	e.out.say("\nThe terms (a term is also a fencing token):")
 	e.out.table([]string{"term", "leader", "duties from", "to", "guarded writes", "how it ended"}, rows)
 	e.out.say("Terms increase and never overlap: each leader stopped before the next began.")
 	e.sum.add("election", "resign -> next leader's duties start", ms(handover))
@@ -321,6 +338,8 @@ the other's Campaign returns.`, n)
 		sc.defer_(func() { sess.Close() })
 		cc[i] = concurrency.NewElection(sess, e.prefix+"concurrency-election")
 	}
+	stop := e.out.progress("timing handovers", nil)
+	defer stop()
 	lt, err := handovers(ctx, e, lk, e.electionPrefix()+"handover/")
 	if err != nil {
 		return fmt.Errorf("leasekit handover: %w", err)
@@ -329,6 +348,7 @@ the other's Campaign returns.`, n)
 	if err != nil {
 		return fmt.Errorf("concurrency.Election handover: %w", err)
 	}
+	stop()
 	e.out.table([]string{"implementation", "handover p50", "max"}, [][]string{
 		{"leasekit election", ms(percentile(lt, 50)), ms(percentile(lt, 100))},
 		{"etcd concurrency.Election", ms(percentile(ct, 50)), ms(percentile(ct, 100))},

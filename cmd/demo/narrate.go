@@ -81,6 +81,13 @@ func (n *narrator) eventAt(at time.Time, format string, args ...any) {
 	fmt.Fprintf(n.w, "   %8s  %s\n", "+"+ms(at.Sub(n.origin)), fmt.Sprintf(format, args...))
 }
 
+// stamp returns t as the section's events show it: "+123ms".
+func (n *narrator) stamp(t time.Time) string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return "+" + ms(t.Sub(n.origin))
+}
+
 // table prints rows under a header, columns padded to fit.
 func (n *narrator) table(header []string, rows [][]string) {
 	n.mu.Lock()
