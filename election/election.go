@@ -600,6 +600,17 @@ func (e *Election) TTL() time.Duration {
 	return e.lastTTL
 }
 
+// ExpiresAt returns the earliest time etcd could expire the current
+// term's lease, so the earliest time another candidate could lead if this
+// one stopped renewing; renewals move it on. Done is closed a margin
+// before it. Without a term it returns the zero time.
+func (e *Election) ExpiresAt() time.Time {
+	if t := e.current(); t != nil {
+		return t.lease.ExpiresAt()
+	}
+	return time.Time{}
+}
+
 // never returns a comparison etcd never finds true: no key has a
 // negative create revision.
 func never(key string) clientv3.Cmp {

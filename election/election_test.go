@@ -270,6 +270,11 @@ func TestTTL(t *testing.T) {
 	resp, err := c.Client().TimeToLive(ctx, clientv3.LeaseID(leaseOf(t, c.Client(), e.Key())))
 	require.NoError(t, err)
 	require.Equal(t, int64(e.TTL()/time.Second), resp.GrantedTTL)
+	// etcd counts the TTL from when it received the grant or the last
+	// renewal, which is after the client sent it.
+	require.False(t, e.ExpiresAt().After(time.Now().Add(e.TTL())), "expiry %v is too late", e.ExpiresAt())
+	require.NoError(t, e.Resign(ctx))
+	require.True(t, e.ExpiresAt().IsZero())
 }
 
 func leaseOf(t *testing.T, cli *clientv3.Client, key string) int64 {
