@@ -16,7 +16,7 @@ import (
 
 func TestMain(m *testing.M) {
 	tourSize = smallSize
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(m, embedtest.LeakOptions()...)
 }
 
 // logOnFailure prints what the tour printed if the test fails.

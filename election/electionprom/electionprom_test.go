@@ -14,7 +14,7 @@ import (
 	"github.com/leasekit/leasekit/embedtest"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 func TestDuplicateRegistration(t *testing.T) {
 	reg := prometheus.NewRegistry()

@@ -16,7 +16,7 @@ import (
 	"github.com/leasekit/leasekit/etcdlock/lockprom"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 func TestMetricsFromALocker(t *testing.T) {
 	c := embedtest.New(t)

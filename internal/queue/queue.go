@@ -256,7 +256,10 @@ func (e *Entry) Rebind(lost context.Context) {
 // delete is retried with a context of its own, so no key is left behind
 // while etcd is reachable.
 func (e *Entry) Leave(ctx context.Context) error {
-	e.Close()
+	// Let the self-watch stop while the delete is on its way.
+	e.end(ErrLeft)
+	e.stopFunc()
+	defer func() { <-e.stopped }()
 	resp, err := e.cli.Txn(ctx).If(e.Guard()).Then(clientv3.OpDelete(e.key)).Commit()
 	if err != nil {
 		e.removeDetached()

@@ -16,7 +16,7 @@ import (
 	"github.com/leasekit/leasekit/ratelimit/ratelimitprom"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 // values returns every series in reg as "name{limiter} value".
 func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
