@@ -129,6 +129,7 @@ func (env *misuseEnv) closedClient(t *testing.T) *clientv3.Client {
 // "the client connection is closing", or the call's context ends first.
 func isClientClosing(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "client connection is closing") ||
+		strings.Contains(err.Error(), "etcd client closed") && errors.Is(err, context.Canceled) ||
 		errors.Is(err, context.DeadlineExceeded))
 }
 
@@ -580,6 +581,28 @@ func TestMisuseFailedReleaseOrphansAutoRefreshKey(t *testing.T) {
 	next, err := other.LockWithOptions(ctx, etcdlock.LockOptions{Key: "orphan", TTL: ttl, AutoRefresh: true, Timeout: 2 * ttl})
 	if err != nil {
 		t.Fatalf("the lock is still blocked %v after a failed Release: %v", 2*ttl, err)
+	}
+	next.Release(ctx)
+}
+
+// TestMisuseLockAfterSharedLeaseLost: once an AutoRefresh lock was lost
+// because its lease is gone from etcd (revoked, as here, by an operator),
+// the Locker keeps handing the dead shared lease to new AutoRefresh locks
+// of that TTL until its keepalive loop notices, up to TTL/3 later: every
+// Lock meanwhile fails with "queue write outcome unknown: requested lease
+// not found" (ErrAmbiguous wording for a definite refusal).
+func TestMisuseLockAfterSharedLeaseLost(t *testing.T) {
+	t.Skip("known bug: after its shared lease is revoked, a Locker's AutoRefresh Locks of that TTL fail with \"requested lease not found\" until the keepalive loop notices (up to TTL/3); leaseFor should drop the lease on that error and grant a new one")
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	env := &misuseEnv{c: c, cli: c.Client()}
+	env.l = newLocker(t, c.Client())
+	opts := etcdlock.LockOptions{Key: "shared", TTL: 30 * time.Second, AutoRefresh: true}
+	lk := env.lock(t, env.l, opts)
+	env.revoke(t, lk)
+	next, err := env.l.LockWithOptions(ctx, opts)
+	if err != nil {
+		t.Fatalf("Lock after the shared lease was revoked: %v", err)
 	}
 	next.Release(ctx)
 }
