@@ -38,6 +38,9 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
+	if err := l.clientErr(); err != nil {
+		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)
+	}
 	resp, err := l.cli.Get(ctx, l.prefix+enc+"/", append(clientv3.WithFirstCreate(), clientv3.WithLimit(0))...)
 	if err != nil {
 		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)

@@ -132,6 +132,15 @@ func (lk *lock) Release(ctx context.Context) error {
 	lost := lk.errLocked()
 	lk.released.Store(true)
 	lk.locker.untrack(lk)
+	if err := lk.locker.clientErr(); err != nil {
+		// Nothing can be deleted: the lease's expiry frees the lock.
+		lk.entry.Close()
+		if lk.own {
+			lk.lease.Close()
+		}
+		lk.freeSlot()
+		return err
+	}
 	var err error
 	if lk.own {
 		// The lease is this hold's alone: revoking it deletes the key.
@@ -160,6 +169,9 @@ func (lk *lock) IsValid(ctx context.Context) (bool, error) {
 	if lk.Err() != nil {
 		return false, nil
 	}
+	if err := lk.locker.clientErr(); err != nil {
+		return false, err
+	}
 	resp, err := lk.locker.cli.Txn(ctx).If(lk.Guard()).Commit()
 	if err != nil {
 		return false, err
@@ -178,6 +190,9 @@ func (lk *lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	}
 	if err := lk.errLocked(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	}
+	if err := lk.locker.clientErr(); err != nil {
+		return err
 	}
 	if lease.Seconds(ttl) == int64(lk.lease.TTL()/time.Second) {
 		err := lk.lease.KeepAliveOnce(ctx)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -212,6 +213,15 @@ func (l *Locker) validate(opts LockOptions) (spec, error) {
 	}, nil
 }
 
+// clientErr reports a closed etcd client, through which every call would
+// only fail after clientv3's retries.
+func (l *Locker) clientErr() error {
+	if err := l.cli.Ctx().Err(); err != nil {
+		return fmt.Errorf("etcd client closed: %w", err)
+	}
+	return nil
+}
+
 // enter registers a call in flight; it fails after Close.
 func (l *Locker) enter() error {
 	l.mu.Lock()
@@ -270,6 +280,9 @@ func (l *Locker) acquireKind(ctx context.Context, k kind, opts LockOptions, wait
 		return nil, err
 	}
 	defer l.wg.Done()
+	if err := l.clientErr(); err != nil {
+		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
 	}
@@ -319,14 +332,28 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			return nil, errBusy
 		}
 	}
-	ls, own, err := l.leaseFor(ctx, sp)
-	if err != nil {
-		return nil, err
-	}
 	watchCtx := clientv3.WithRequireLeader(l.ctx)
-	// Keys are reused per Locker slot, as the mutex's are.
+	// Keys are reused per Locker slot.
 	slot := l.takeSlot(sp.queue)
-	e, waitFn, err := k.join(ctx, watchCtx, sp, ls, fmt.Sprintf("%s-%d", l.id, slot))
+	var ls *lease.Lease
+	var own bool
+	var e *queue.Entry
+	var waitFn func(context.Context) error
+	var err error
+	for attempt := 0; ; attempt++ {
+		if ls, own, err = l.leaseFor(ctx, sp); err != nil {
+			l.freeSlot(sp.queue, slot)
+			return nil, err
+		}
+		e, waitFn, err = k.join(ctx, watchCtx, sp, ls, fmt.Sprintf("%s-%d", l.id, slot))
+		if !own && attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			// The shared lease went (revoked, say) before its keepalive
+			// noticed: drop it and take a new one, once.
+			ls.Gone()
+			continue
+		}
+		break
+	}
 	if err != nil {
 		l.freeSlot(sp.queue, slot)
 	}

@@ -12,6 +12,7 @@ package lease
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"time"
@@ -160,7 +161,7 @@ func (l *Lease) end(err error) bool {
 	l.timer.Stop()
 	close(l.done)
 	l.cancel()
-	if errors.Is(err, ErrExpired) {
+	if errors.Is(err, ErrExpired) && l.cli.Ctx().Err() == nil {
 		// The client gave up on the lease, but etcd may still have it. Try
 		// once to revoke it, so that its keys do not block others until
 		// etcd expires them. Added under mu, so Close waits for it.
@@ -183,6 +184,10 @@ func (l *Lease) checkDeadline() {
 		l.lg.Warn("lease deadline passed without a keepalive", zap.Int64("lease", int64(l.id)))
 	}
 }
+
+// Gone ends the lease with ErrNotFound: for a caller that learnt from etcd
+// that the lease no longer exists.
+func (l *Lease) Gone() { l.end(ErrNotFound) }
 
 // KeepAliveOnce refreshes the lease now and moves the deadline on. It
 // returns ErrNotFound, wrapped, if etcd no longer has the lease.
@@ -247,6 +252,9 @@ func (l *Lease) keepAlive() {
 func (l *Lease) Revoke(ctx context.Context) error {
 	l.end(ErrRevoked)
 	l.wg.Wait()
+	if err := l.cli.Ctx().Err(); err != nil {
+		return fmt.Errorf("etcd client closed: %w", err)
+	}
 	_, err := l.cli.Revoke(ctx, l.id)
 	if lost := l.Err(); !errors.Is(lost, ErrRevoked) {
 		return lost

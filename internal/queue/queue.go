@@ -282,6 +282,9 @@ func (e *Entry) Close() {
 // removeDetached deletes the key if it is this entry's, with a context
 // bounded by CleanupTimeout rather than the caller's.
 func (e *Entry) removeDetached() {
+	if e.cli.Ctx().Err() != nil {
+		return // a closed client cannot delete anything
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout)
 	defer cancel()
 	cmp := clientv3.Compare(clientv3.CreateRevision(e.key), "!=", 0)
