@@ -22,7 +22,7 @@
 // Candidates are served in the order they campaigned. A waiting candidate
 // watches only the nearest keys ahead of it, from the current revision,
 // so when a leader resigns the next leads within a millisecond or two
-// (one delete, one watch event, one serializable read), not after etcd's
+// (one delete and one watch event), not after etcd's
 // 100ms catch-up loop for watches that start in the past, which
 // concurrency.Election can wait for. When the leader's process dies, the
 // next leads after the TTL (WithTTL).
@@ -32,9 +32,10 @@
 //   - A leader learns of a loss before any other candidate can win: the
 //     lease counts as lost a margin before the earliest time etcd could
 //     expire it, and the duties' context is cancelled then.
-//   - Campaign never reports a win for a key that is gone: a candidate
-//     whose lease dies or whose key is deleted while it waits gets an
-//     error wrapping ErrLost.
+//   - A candidate whose lease dies or whose key is deleted while it
+//     waits gets an error wrapping ErrLost, instead of a win with a key
+//     that is gone (etcd #11051); a delete in the very revision of the
+//     handover ends the term one read after the win.
 //   - Observe reports "no leader" (the zero Leader), resumes after a
 //     broken or compacted watch, and never reports a stale leader after a
 //     reconnect.

@@ -36,8 +36,8 @@ type Leader struct {
 // up in the order they campaigned (FIFO); the first leads until it
 // resigns or loses its lease, then the next leads at once. Each waiting
 // candidate watches only the nearest keys ahead of it, from the current
-// revision, so a handover costs one delete, one watch event and one
-// serializable read, and wakes one candidate, not all of them.
+// revision, so a handover costs one delete and one watch event, and wakes
+// one candidate, not all of them.
 //
 // Most callers want Run, which campaigns, runs the leader's duties with a
 // context cancelled the moment leadership is lost, hands over when the
@@ -77,6 +77,12 @@ type term struct {
 	lease *lease.Lease
 	won   time.Time
 
+	// gone is set when the background check after a waited win found the
+	// key already deleted; the entry is then closed, which ends the term.
+	gone        atomic.Bool
+	stopConfirm context.CancelFunc
+	confirmDone chan struct{}
+
 	// run is set (under Election.mu) while Run owns the term: Resign
 	// then asks Run to step down, so that duties end before the key goes,
 	// instead of deleting the key itself.
@@ -89,10 +95,35 @@ type term struct {
 }
 
 func newTerm(ent *queue.Entry, ls *lease.Lease, run bool) *term {
-	return &term{
+	t := &term{
 		entry: ent, lease: ls, won: time.Now(), run: run,
+		stopConfirm: func() {}, confirmDone: make(chan struct{}),
 		stepDown: make(chan struct{}), released: make(chan struct{}),
 	}
+	close(t.confirmDone)
+	return t
+}
+
+// confirmAfter starts the check that a win which ended a wait was not
+// won with a key that is already gone. The wait ends on the delete event
+// of the key ahead; the entry's watch of its own key can report a delete
+// of that key at the same revision (etcd --prefix deletes) a little
+// later, or, if the watch is still catching up, up to etcd's 100ms loop
+// later. One read closes that gap without putting a read between the
+// event and the win: a read right after a delete waits for etcd's
+// backend commit, an fsync.
+func (t *term) confirmAfter(e *Election) {
+	ctx, cancel := context.WithCancel(context.Background())
+	t.stopConfirm, t.confirmDone = cancel, make(chan struct{})
+	go func() {
+		defer close(t.confirmDone)
+		err := e.confirm(ctx, t.entry)
+		if err != nil && ctx.Err() == nil {
+			t.gone.Store(true)
+			e.lg.Warn("won with a key that was already gone; the term ends", zap.Int64("term", t.entry.Rev()), zap.Error(err))
+			t.entry.Close()
+		}
+	}()
 }
 
 func (t *term) done() <-chan struct{} { return t.entry.Done() }
@@ -166,9 +197,12 @@ func (e *Election) Name() string { return e.name }
 //
 // If ctx ends first, Campaign leaves the line and returns an error
 // wrapping ctx's error. If the candidate's lease expires or its key is
-// deleted while it waits, Campaign returns an error wrapping ErrLost;
-// it never reports a win for a key that is gone. If this candidate
-// already leads, Campaign keeps the term and proclaims value.
+// deleted while it waits, Campaign returns an error wrapping ErrLost. A
+// delete in the same revision as the handover (etcdctl del --prefix on
+// the election) can let Campaign return first; one read later the term
+// ends as a loss: Done is closed and Err wraps ErrLost. Guarded writes
+// (Txn, Guard) never succeed for a deleted key. If this candidate already
+// leads, Campaign keeps the term and proclaims value.
 //
 // A won term lasts until Resign or loss; Done reports a loss. Call Resign
 // when done, or the term lasts (and the lease is renewed) for as long as
@@ -270,12 +304,11 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
+	waited := false
 	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Context())
 	if err == nil && !ent.Admitted(1) {
+		waited = true
 		err = e.wait(cctx, ent)
-		if err == nil {
-			err = e.confirm(cctx, ent)
-		}
 	}
 	if err == nil {
 		// Wait reports the entry's end, but Join's fast path does not.
@@ -298,7 +331,11 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 		revokeDetached(e.cli, ls)
 		return nil, err
 	}
-	return newTerm(ent, ls, run), nil
+	t := newTerm(ent, ls, run)
+	if waited {
+		t.confirmAfter(e)
+	}
+	return t, nil
 }
 
 // wait waits for ent's turn. A wait that fails for a reason other than
@@ -323,14 +360,12 @@ func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
 	}
 }
 
-// confirm checks, after a wait, that ent's key still exists with nothing
-// ahead of it. The wait ends on the delete event of the key ahead, and
-// the entry's own watch may not have seen a delete of its key yet (etcd
-// #11051: a campaign that wins with a deleted key). A serializable read
-// is enough when it shows nothing ahead: keys ahead only ever go away, so
-// such a read is at least as new as the event, and a key that exists
-// then existed at the event too. A member that lags behind shows the key
-// ahead still there; then the read is repeated linearizably.
+// confirm checks that ent's key exists with nothing ahead of it, and
+// retries until it knows or ctx ends. A serializable read is enough when
+// it shows nothing ahead: keys ahead only ever go away, so such a read is
+// at least as new as the delete event that ended the wait, and a key that
+// exists then existed at the event too. A member that lags behind shows
+// the key ahead still there; then the read is repeated linearizably.
 func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
 	delay := retryFirst
 	for serializable := true; ; {
@@ -466,6 +501,8 @@ func (e *Election) release(ctx context.Context, t *term) error {
 		return t.releaseErr
 	default:
 	}
+	t.stopConfirm()
+	<-t.confirmDone
 	lost := !t.alive()
 	t.entry.Close()
 	err := revoke(ctx, e.cli, t.lease)
@@ -584,6 +621,9 @@ func (e *Election) Err() error {
 	}
 	if t.alive() {
 		return nil
+	}
+	if t.gone.Load() {
+		return fmt.Errorf("%w: key deleted", ErrLost)
 	}
 	if t.lease.Alive() && errors.Is(t.entry.Err(), queue.ErrLeft) {
 		return ErrNotLeader

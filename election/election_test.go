@@ -3,6 +3,7 @@ package election_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -189,6 +190,38 @@ func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
 	require.NoError(t, a.Resign(ctx))
 	require.NoError(t, recv(t, won))
 	require.True(t, b.IsLeader())
+}
+
+// Deleting the whole election (etcdctl del --prefix) deletes the leader's
+// key and a waiting candidate's in one revision. The candidate must not
+// end up leading with its key gone: either Campaign fails, or the term it
+// won ends as a loss at once.
+func TestDeletePrefixWhileWaiting(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	admin := c.Client()
+	for i := range 5 {
+		name := fmt.Sprintf("wipe-%d", i)
+		a, b := candidate(t, c, name), candidate(t, c, name)
+		require.NoError(t, a.Campaign(ctx, "a"))
+		won := campaignAsync(ctx, b, "b")
+		waitQueued(t, admin, name, 2)
+		_, err := admin.Delete(ctx, election.DefaultPrefix+name+"/", clientv3.WithPrefix())
+		require.NoError(t, err)
+		if err := recv(t, won); err != nil {
+			require.ErrorIs(t, err, election.ErrLost)
+		} else {
+			recv(t, doneChan(b.Done()))
+			require.ErrorIs(t, b.Err(), election.ErrLost)
+		}
+		require.False(t, b.IsLeader())
+		_, err = b.Txn(ctx, clientv3.OpPut("/wiped", "b"))
+		require.ErrorIs(t, err, election.ErrNotLeader)
+		recv(t, doneChan(a.Done()))
+		require.ErrorIs(t, a.Err(), election.ErrLost)
+		_, err = a.Leader(ctx)
+		require.ErrorIs(t, err, election.ErrNoLeader)
+	}
 }
 
 // etcd #19597: a candidate whose lease dies stops waiting with an error.

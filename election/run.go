@@ -129,7 +129,7 @@ func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
 	}
 	cancel()
 	if lost {
-		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(lossCause(t.lease)))
+		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(e.Err()))
 	}
 	<-done
 	// ctx may be over, but the handover still deserves a bounded try.
