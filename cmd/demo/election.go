@@ -319,7 +319,8 @@ func compareHandover(ctx context.Context, e *env, sc *scope) error {
 	e.out.say(`
 Handover time, %d rounds each: two candidates with their own clients take
 turns; the leader resigns once the other is in line, and we time until
-the other's Campaign returns.`, n)
+the other's Campaign returns. leasekit and concurrency.Election alternate
+round by round.`, n)
 	var lk, cc [2]contestant
 	for i := range 2 {
 		cli, err := sc.client()
@@ -338,15 +339,31 @@ the other's Campaign returns.`, n)
 		sc.defer_(func() { sess.Close() })
 		cc[i] = concurrency.NewElection(sess, e.prefix+"concurrency-election")
 	}
+	// The two take turns round by round, so that both see the same load.
+	lkRot := &rotation{cs: lk, line: e.electionPrefix() + "handover/"}
+	ccRot := &rotation{cs: cc, line: e.prefix + "concurrency-election/"}
 	stop := e.out.progress("timing handovers", nil)
 	defer stop()
-	lt, err := handovers(ctx, e, lk, e.electionPrefix()+"handover/")
-	if err != nil {
-		return fmt.Errorf("leasekit handover: %w", err)
+	if err := lkRot.start(ctx); err != nil {
+		return fmt.Errorf("leasekit campaign: %w", err)
 	}
-	ct, err := handovers(ctx, e, cc, e.prefix+"concurrency-election/")
-	if err != nil {
-		return fmt.Errorf("concurrency.Election handover: %w", err)
+	if err := ccRot.start(ctx); err != nil {
+		return fmt.Errorf("concurrency.Election campaign: %w", err)
+	}
+	var lt, ct []time.Duration
+	for range n {
+		d, err := lkRot.step(ctx, e.admin)
+		if err != nil {
+			return fmt.Errorf("leasekit handover: %w", err)
+		}
+		lt = append(lt, d)
+		if d, err = ccRot.step(ctx, e.admin); err != nil {
+			return fmt.Errorf("concurrency.Election handover: %w", err)
+		}
+		ct = append(ct, d)
+	}
+	if err := errors.Join(lkRot.stop(ctx), ccRot.stop(ctx)); err != nil {
+		return err
 	}
 	stop()
 	e.out.table([]string{"implementation", "handover p50", "max"}, [][]string{
@@ -358,26 +375,34 @@ the other's Campaign returns.`, n)
 	return nil
 }
 
-func handovers(ctx context.Context, e *env, cs [2]contestant, line string) ([]time.Duration, error) {
-	if err := cs[0].Campaign(ctx, "0"); err != nil {
-		return nil, err
-	}
-	var lat []time.Duration
-	for i := range e.size.handovers {
-		leader, next := cs[i%2], cs[(i+1)%2]
-		won := make(chan error, 1)
-		go func() { won <- next.Campaign(ctx, strconv.Itoa(i+1)) }()
-		if err := waitKeys(ctx, e.admin, line, 2); err != nil {
-			return nil, errors.Join(err, <-won)
-		}
-		start := time.Now()
-		if err := leader.Resign(ctx); err != nil {
-			return nil, errors.Join(err, <-won)
-		}
-		if err := <-won; err != nil {
-			return nil, err
-		}
-		lat = append(lat, time.Since(start))
-	}
-	return lat, cs[e.size.handovers%2].Resign(ctx)
+// rotation is two candidates of one implementation handing leadership
+// back and forth.
+type rotation struct {
+	cs   [2]contestant
+	line string // where the implementation keeps its candidates' keys
+	i    int    // handovers so far; cs[i%2] leads
 }
+
+func (r *rotation) start(ctx context.Context) error { return r.cs[0].Campaign(ctx, "0") }
+
+// step lines the other candidate up, waits until its key is in etcd, and
+// times the leader's Resign until the other's Campaign returns.
+func (r *rotation) step(ctx context.Context, admin *clientv3.Client) (time.Duration, error) {
+	leader, next := r.cs[r.i%2], r.cs[(r.i+1)%2]
+	r.i++
+	won := make(chan error, 1)
+	go func() { won <- next.Campaign(ctx, strconv.Itoa(r.i)) }()
+	if err := waitKeys(ctx, admin, r.line, 2); err != nil {
+		return 0, errors.Join(err, <-won)
+	}
+	start := time.Now()
+	if err := leader.Resign(ctx); err != nil {
+		return 0, errors.Join(err, <-won)
+	}
+	if err := <-won; err != nil {
+		return 0, err
+	}
+	return time.Since(start), nil
+}
+
+func (r *rotation) stop(ctx context.Context) error { return r.cs[r.i%2].Resign(ctx) }

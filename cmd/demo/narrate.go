@@ -146,7 +146,7 @@ func (n *narrator) progress(what string, status func() string) (stop func()) {
 					s += ": " + status()
 				}
 				n.mu.Lock()
-				fmt.Fprintf(n.w, "   %8s  ... %s (%.0fs)\n", "", s, time.Since(start).Seconds())
+				fmt.Fprintf(n.w, "   %8s  ... %s (%ds)\n", "", s, int(time.Since(start).Seconds()))
 				n.mu.Unlock()
 			}
 		}

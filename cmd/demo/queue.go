@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -187,54 +186,80 @@ func work(ctx context.Context, d time.Duration) {
 
 // compareThroughput runs DESIGN.md's contended workload (workers with
 // their own clients, one lock, 1ms holds) on leasekit and on etcd's
-// concurrency.Mutex, in the same run.
+// concurrency.Mutex, in the same run. The two take turns in slices of at
+// most a second, so that both see the same load on a shared machine.
 func compareThroughput(ctx context.Context, e *env, sc *scope) error {
 	s := e.size
 	e.out.say(`
 Throughput under contention: %d workers with their own clients take one
-lock in a loop and hold it %v, for %v each on leasekit and on etcd's own
-concurrency.Mutex. concurrency.Mutex waits with a watch that starts at a
-past revision, which etcd serves from a loop that runs every 100ms.`, s.benchWorkers, s.benchHold, s.benchFor)
+lock in a loop and hold it %v, for %v on leasekit and %v on etcd's own
+concurrency.Mutex, taking turns. concurrency.Mutex waits with a watch that
+starts at a past revision, which etcd serves from a loop that runs every
+100ms.`, s.benchWorkers, s.benchHold, s.benchFor, s.benchFor)
 
-	lk, err := contend(ctx, e, sc, "leasekit", func(cli *clientv3.Client) (lockFunc, error) {
+	lkLocks := make([]lockFunc, s.benchWorkers)
+	cmLocks := make([]lockFunc, s.benchWorkers)
+	for i := range s.benchWorkers {
+		cli, err := sc.client()
+		if err != nil {
+			return err
+		}
 		l, err := etcdlock.New(cli, etcdlock.WithPrefix(e.lockPrefix()))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sc.defer_(func() { l.Close() })
-		return func(ctx context.Context) (func(context.Context) error, error) {
+		lkLocks[i] = func(ctx context.Context) (func(context.Context) error, error) {
 			h, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "contended", TTL: 10 * time.Second, AutoRefresh: true})
 			if err != nil {
 				return nil, err
 			}
 			return h.Release, nil
-		}, nil
-	})
-	if err != nil {
-		return err
-	}
-	cm, err := contend(ctx, e, sc, "concurrency.Mutex", func(cli *clientv3.Client) (lockFunc, error) {
+		}
 		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
 		if err != nil {
-			return nil, err
+			return err
 		}
 		sc.defer_(func() { sess.Close() })
 		m := concurrency.NewMutex(sess, e.prefix+"concurrency-mutex/")
-		return func(ctx context.Context) (func(context.Context) error, error) {
+		cmLocks[i] = func(ctx context.Context) (func(context.Context) error, error) {
 			if err := m.Lock(ctx); err != nil {
 				return nil, err
 			}
 			return m.Unlock, nil
-		}, nil
-	})
-	if err != nil {
-		return err
+		}
 	}
+
+	slice := min(s.benchFor, time.Second)
+	var lk, cm contention
+	var total atomic.Int64
+	stop := e.out.progress("taking turns", func() string { return fmt.Sprintf("%d acquisitions so far", total.Load()) })
+	defer stop()
+	for done := time.Duration(0); done < s.benchFor; done += slice {
+		for _, turn := range []struct {
+			c     *contention
+			locks []lockFunc
+			what  string
+		}{{&lk, lkLocks, "leasekit"}, {&cm, cmLocks, "concurrency.Mutex"}} {
+			r, err := contend(ctx, s, turn.locks, slice, &total)
+			if err != nil {
+				return fmt.Errorf("%s: %w", turn.what, err)
+			}
+			turn.c.count += r.count
+			turn.c.errs += r.errs
+			turn.c.dur += r.dur
+			turn.c.waits = append(turn.c.waits, r.waits...)
+		}
+	}
+	stop()
 	e.out.table([]string{"implementation", "acquisitions/s", "wait p50", "wait p99"}, [][]string{
 		lk.row("leasekit etcdlock"), cm.row("etcd concurrency.Mutex"),
 	})
 	ratio := lk.rate() / max(cm.rate(), 0.001)
 	e.out.say("leasekit: %.1fx the acquisitions of concurrency.Mutex in the same run.", ratio)
+	if lk.errs+cm.errs > 0 {
+		e.out.say("Calls that failed and were retried: leasekit %d, concurrency.Mutex %d.", lk.errs, cm.errs)
+	}
 	e.sum.add("queue", fmt.Sprintf("%d workers, hold %v: leasekit", s.benchWorkers, s.benchHold),
 		fmt.Sprintf("%.0f acq/s, wait p99 %s", lk.rate(), ms(percentile(lk.waits, 99))))
 	e.sum.add("queue", "same workload: etcd concurrency.Mutex",
@@ -247,6 +272,7 @@ type lockFunc func(ctx context.Context) (unlock func(context.Context) error, err
 
 type contention struct {
 	count int
+	errs  int // failed calls, retried
 	dur   time.Duration
 	waits []time.Duration
 }
@@ -257,68 +283,47 @@ func (c contention) row(name string) []string {
 	return []string{name, fmt.Sprintf("%.0f", c.rate()), ms(percentile(c.waits, 50)), ms(percentile(c.waits, 99))}
 }
 
-// contend runs the workers of one implementation for size.benchFor. Waits
-// still pending at the end are cancelled and not counted.
-func contend(ctx context.Context, e *env, sc *scope, what string, setup func(*clientv3.Client) (lockFunc, error)) (contention, error) {
-	s := e.size
-	locks := make([]lockFunc, s.benchWorkers)
-	for i := range locks {
-		cli, err := sc.client()
-		if err != nil {
-			return contention{}, err
-		}
-		if locks[i], err = setup(cli); err != nil {
-			return contention{}, err
-		}
-	}
-	var count atomic.Int64
-	stop := e.out.progress(what, func() string { return fmt.Sprintf("%d acquisitions so far", count.Load()) })
-	defer stop()
-	start := time.Now()
-	end := start.Add(s.benchFor)
-	wctx, cancel := context.WithDeadline(ctx, end)
-	defer cancel()
+// contend runs one worker per lock function for d, each taking the lock,
+// holding it for s.benchHold and releasing it in a loop. Acquisitions
+// after d are not counted. At the end, workers stop asking but waits in
+// progress run to their turn: cancelling them would measure cleanup, not
+// handoffs. A failed call is counted in errs and tried again.
+func contend(ctx context.Context, s sizing, locks []lockFunc, d time.Duration, total *atomic.Int64) (contention, error) {
+	end := time.Now().Add(d)
 	var mu sync.Mutex
-	var waits []time.Duration
-	var firstErr error
+	var c contention
 	var wg sync.WaitGroup
 	for _, lock := range locks {
 		wg.Go(func() {
-			for wctx.Err() == nil {
+			for ctx.Err() == nil && time.Now().Before(end) {
 				t0 := time.Now()
-				unlock, err := lock(wctx)
-				if err != nil {
-					if wctx.Err() == nil || !errors.Is(err, context.DeadlineExceeded) {
-						mu.Lock()
-						firstErr = cmpOr(firstErr, err)
-						mu.Unlock()
-					}
-					return
-				}
-				w := time.Since(t0)
-				count.Add(1)
-				mu.Lock()
-				waits = append(waits, w)
-				mu.Unlock()
-				work(ctx, s.benchHold)
-				// The release gets a context of its own: wctx may end.
-				rctx, rcancel := context.WithTimeout(ctx, 5*time.Second)
-				err = unlock(rctx)
-				rcancel()
+				unlock, err := lock(ctx)
 				if err != nil {
 					mu.Lock()
-					firstErr = cmpOr(firstErr, err)
+					c.errs++
 					mu.Unlock()
-					return
+					work(ctx, 50*time.Millisecond)
+					continue
+				}
+				if at := time.Now(); at.Before(end) {
+					total.Add(1)
+					mu.Lock()
+					c.count++
+					c.waits = append(c.waits, at.Sub(t0))
+					mu.Unlock()
+				}
+				work(ctx, s.benchHold)
+				if err := unlock(ctx); err != nil {
+					mu.Lock()
+					c.errs++
+					mu.Unlock()
 				}
 			}
 		})
 	}
 	wg.Wait()
-	if firstErr != nil && ctx.Err() == nil {
-		return contention{}, fmt.Errorf("%s: %w", what, firstErr)
-	}
-	return contention{count: int(count.Load()), dur: s.benchFor, waits: waits}, ctx.Err()
+	c.dur = d
+	return c, ctx.Err()
 }
 
 func cmpOr(a, b error) error {
