@@ -33,7 +33,7 @@ func runElection(ctx context.Context, e *env) error {
 	sc := e.scope()
 	defer sc.close()
 	const name = "nightly-billing"
-	const ttl = time.Second
+	ttl := e.size.faultTTL
 	const dutySteps = 3 // guarded writes a leader makes before the next step of the story
 	line := e.electionPrefix() + name + "/"
 	dutyKey := e.dataKey("billing-run")

@@ -71,12 +71,12 @@ be refused.`, name)
 	}
 	sc.defer_(func() { lockerB.Close() })
 
-	lkA, err := lockerA.LockWithOptions(ctx, etcdlock.LockOptions{Key: name, TTL: time.Second, AutoRefresh: true})
+	lkA, err := lockerA.LockWithOptions(ctx, etcdlock.LockOptions{Key: name, TTL: e.size.faultTTL, AutoRefresh: true})
 	if err != nil {
 		return err
 	}
-	e.out.event("A holds %q: token %d, lease TTL %v as granted by etcd (asked 1s), kept alive every third of it",
-		name, lkA.Token(), lkA.TTL())
+	e.out.event("A holds %q: token %d, lease TTL %v as granted by etcd (asked %v), kept alive every third of it",
+		name, lkA.Token(), lkA.TTL(), e.size.faultTTL)
 	store := &fencedStore{}
 	write := func(cli *clientv3.Client, lk etcdlock.Lock, who string) (etcdOK bool, storeErr error, err error) {
 		v := fmt.Sprintf("written by %s, token %d", who, lk.Token())

@@ -28,27 +28,10 @@ func logOnFailure(t *testing.T, out *bytes.Buffer) {
 	})
 }
 
-// Every scenario, on its own, against a one-member embedded cluster.
-func TestScenarios(t *testing.T) {
-	c := embedtest.New(t)
-	for _, s := range scenarios {
-		t.Run(s.name, func(t *testing.T) {
-			var out bytes.Buffer
-			logOnFailure(t, &out)
-			e := &env{out: newNarrator(&out), sum: &summary{}, size: smallSize, prefix: newRunPrefix(),
-				cluster: c, endpoints: c.Endpoints(), admin: c.Client()}
-			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-			defer cancel()
-			require.NoError(t, s.run(ctx, e))
-			require.NotEmpty(t, e.sum.rows, "the scenario reported no figure")
-		})
-	}
-}
-
 // The whole tour through run, as `go run ./cmd/demo --endpoints` runs it,
 // against a three-member cluster that the tour did not start: the fault
-// scenarios then put their proxies in front of its members.
-func TestTourOnEndpoints(t *testing.T) {
+// scenarios then put proxies of their own in front of its members.
+func TestTour(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
 	var eps []string
 	for _, ep := range c.Endpoints() {
@@ -56,7 +39,7 @@ func TestTourOnEndpoints(t *testing.T) {
 	}
 	var out, errs bytes.Buffer
 	logOnFailure(t, &out)
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Second)
+	ctx, cancel := context.WithTimeout(t.Context(), 55*time.Second)
 	defer cancel()
 	code := run(ctx, []string{"--endpoints", strings.Join(eps, ",")}, &out, &errs)
 	require.Equal(t, 0, code, "stderr: %s", errs.String())
@@ -70,6 +53,20 @@ func TestTourOnEndpoints(t *testing.T) {
 	resp, err := c.Client().Get(ctx, "/leasekit-demo/", clientv3.WithPrefix(), clientv3.WithCountOnly())
 	require.NoError(t, err)
 	require.Zero(t, resp.Count)
+}
+
+// One part on the embedded cluster that run starts itself, where the
+// proxies come from embedtest.Cluster.NewProxy.
+func TestEmbedded(t *testing.T) {
+	var out, errs bytes.Buffer
+	logOnFailure(t, &out)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"--scenario", "fencing", "--members", "1"}, &out, &errs)
+	require.Equal(t, 0, code, "stderr: %s", errs.String())
+	require.Contains(t, out.String(), "embedded etcd of 1 member(s)")
+	require.Contains(t, out.String(), "A is told")
+	require.NotContains(t, out.String(), "Fair queue")
 }
 
 func TestFlags(t *testing.T) {
@@ -91,16 +88,4 @@ func TestFlags(t *testing.T) {
 			require.Contains(t, out.String()+errs.String(), tc.want)
 		})
 	}
-}
-
-// One scenario through run, on the embedded cluster run starts itself.
-func TestRunOneScenario(t *testing.T) {
-	var out, errs bytes.Buffer
-	logOnFailure(t, &out)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	code := run(ctx, []string{"--scenario", "ratelimit", "--members", "1"}, &out, &errs)
-	require.Equal(t, 0, code, "stderr: %s", errs.String())
-	require.Contains(t, out.String(), "Shared rate limit")
-	require.NotContains(t, out.String(), "Fair queue")
 }

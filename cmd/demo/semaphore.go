@@ -117,7 +117,7 @@ runs; TryWithLock runs it only if the lock is free.`)
 	e.out.say(`
 If the lock is lost while the function runs, its ctx is cancelled (cause
 ErrLockLost) before anyone else can take the lock, and WithLock returns
-an error. Here r3 holds the lock with a 1s TTL and is cut off from etcd.`)
+an error. Here r3 holds the lock with a %v TTL and is cut off from etcd.`, e.size.faultTTL)
 	cli, proxy, err := sc.cuttableClient(2)
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ an error. Here r3 holds the lock with a 1s TTL and is cut off from etcd.`)
 	r3 := etcdlock.NewManager(l3)
 	var cutAt, endAt time.Time
 	stop := func() {}
-	err = r3.WithLock(ctx, job, time.Second, func(ctx context.Context) error {
+	err = r3.WithLock(ctx, job, e.size.faultTTL, func(ctx context.Context) error {
 		e.out.event("r3 runs %q; the network between r3 and etcd is cut", job)
 		cutAt = time.Now()
 		proxy.Cut()
