@@ -85,6 +85,11 @@ func (m *Member) embedConfig(state, initialCluster string) *embed.Config {
 	ec.TickMs = uint(c.tick.Milliseconds())
 	ec.ElectionMs = uint(c.election.Milliseconds())
 	ec.UnsafeNoFsync = !c.fsync
+	// Auth logins hash passwords with bcrypt. etcd's default cost makes a
+	// login take about a second under the race detector, and every
+	// client logs in again after a change of users or roles; the minimum
+	// cost keeps auth tests fast. It only weakens stored test passwords.
+	ec.BcryptCost = 4 // bcrypt.MinCost
 	ec.EnableGRPCGateway = false
 	// The strict check refuses to add a member unless every peer link has
 	// been up for 5s, which would make Rejoin soon after Start wait that

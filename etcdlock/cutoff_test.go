@@ -29,7 +29,9 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 			holder := newLocker(t, cut)
 			waiter := newLocker(t, c.Client())
 
-			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "cut", TTL: time.Second, AutoRefresh: auto})
+			// 2s, not the 1s minimum: keepalives on a loaded machine under
+			// -race can take long enough to make a 1s lease look lost.
+			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "cut", TTL: 2 * time.Second, AutoRefresh: auto})
 			require.NoError(t, err)
 
 			var mu sync.Mutex

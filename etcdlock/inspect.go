@@ -38,6 +38,10 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
+	if err := l.enter(); err != nil {
+		return Info{}, err
+	}
+	defer l.wg.Done()
 	if err := l.clientErr(); err != nil {
 		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)
 	}

@@ -151,8 +151,13 @@ func (lk *lock) Release(ctx context.Context) error {
 		}
 	} else {
 		err = lk.entry.Leave(ctx)
-		if errors.Is(err, queue.ErrGone) {
+		switch {
+		case errors.Is(err, queue.ErrGone):
 			err = fmt.Errorf("%w: key gone", ErrNotHeld)
+		case err != nil:
+			// The shared lease's keepalive would keep the key, and the
+			// lock taken, for good: the Locker deletes it when it can.
+			lk.locker.dispose(lk.entry)
 		}
 	}
 	lk.freeSlot()

@@ -91,7 +91,11 @@ type Locker struct {
 	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
 	holds  map[*lock]struct{}
 	slots  map[string]map[int]bool // queue prefix -> slots in use
-	wg     sync.WaitGroup          // calls in flight, so Close can wait for them
+	// orphans are keys on shared leases that a failed delete left behind;
+	// a janitor goroutine retries them while sweeping is set.
+	orphans  []*queue.Entry
+	sweeping bool
+	wg       sync.WaitGroup // calls in flight, so Close can wait for them
 }
 
 var _ DistributedLock = (*Locker)(nil)
@@ -101,6 +105,9 @@ var _ DistributedLock = (*Locker)(nil)
 func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 	o := options{prefix: DefaultPrefix, logger: zap.NewNop(), metrics: nopMetrics{}}
 	for _, opt := range opts {
+		if opt == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
 		opt.apply(&o)
 	}
 	if cli == nil {
@@ -362,14 +369,14 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			err = errBusy
 		} else {
 			l.metrics.Waiting(sp.name, 1)
-			err = waitFn(ctx)
+			err = l.wait(ctx, waitFn, ls, own)
 			l.metrics.Waiting(sp.name, -1)
 			if errors.Is(err, queue.ErrGone) {
 				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))
 			}
 		}
 		if err != nil {
-			l.cleanup(e)
+			l.cleanup(e, own)
 			l.freeSlot(sp.queue, slot)
 		}
 	}
@@ -388,6 +395,23 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 	return lk, nil
 }
 
+// wait runs waitFn. A lease of the hold's own has no keepalive, so that its
+// TTL runs out unless refreshed; while waiting it is kept alive all the
+// same, and refreshed once more when the wait ends, so that the TTL counts
+// from the grant.
+func (l *Locker) wait(ctx context.Context, waitFn func(context.Context) error, ls *lease.Lease, own bool) error {
+	if !own {
+		return waitFn(ctx)
+	}
+	stop := ls.KeepAliveWhile()
+	err := waitFn(ctx)
+	stop()
+	if err == nil {
+		err = ls.KeepAliveOnce(ctx)
+	}
+	return err
+}
+
 // leaseOrKey says whether a loss came from the lease or from the key.
 func leaseOrKey(ls *lease.Lease) error {
 	if err := ls.Err(); err != nil {
@@ -396,11 +420,67 @@ func leaseOrKey(ls *lease.Lease) error {
 	return queue.ErrGone
 }
 
-// cleanup removes a waiter's key with a context of its own.
-func (l *Locker) cleanup(e *queue.Entry) {
+// cleanup removes a waiter's key with a context of its own. A key on a
+// shared lease that cannot be deleted now is handed to the janitor: the
+// keepalive would keep it, and it would block the queue, forever.
+func (l *Locker) cleanup(e *queue.Entry, own bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
 	defer cancel()
-	e.Leave(ctx)
+	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) && !own {
+		l.dispose(e)
+	}
+}
+
+// dispose retries the delete of e's key in the background until it
+// succeeds, the key is gone, or Close revokes the shared leases.
+func (l *Locker) dispose(e *queue.Entry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return // Close revokes the shared leases, and the key with them
+	}
+	l.orphans = append(l.orphans, e)
+	if !l.sweeping {
+		l.sweeping = true
+		l.wg.Add(1)
+		go l.sweep()
+	}
+}
+
+func (l *Locker) sweep() {
+	defer l.wg.Done()
+	backoff := 100 * time.Millisecond
+	for {
+		l.mu.Lock()
+		pending := l.orphans
+		l.orphans = nil
+		if len(pending) == 0 {
+			l.sweeping = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		var left []*queue.Entry
+		for _, e := range pending {
+			ctx, cancel := context.WithTimeout(l.ctx, queue.CleanupTimeout)
+			if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
+				left = append(left, e)
+			}
+			cancel()
+		}
+		if len(left) == 0 {
+			continue
+		}
+		l.mu.Lock()
+		l.orphans = append(l.orphans, left...)
+		l.mu.Unlock()
+		select {
+		case <-l.ctx.Done():
+			return // Close revokes the shared leases
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
 }
 
 func revokeDetached(ls *lease.Lease) {

@@ -37,6 +37,9 @@ type tryLocker interface {
 // nil, WithLock returns an error wrapping ErrLockLost, since fn did not run
 // wholly under the lock.
 func (m *Manager) WithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
+	if err := m.check(fn); err != nil {
+		return err
+	}
 	lk, err := m.dl.LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl, AutoRefresh: true})
 	if err != nil {
 		return err
@@ -48,6 +51,9 @@ func (m *Manager) WithLock(ctx context.Context, key string, ttl time.Duration, f
 // and reports whether it ran. When the lock is taken it returns
 // (false, nil) at once.
 func (m *Manager) TryWithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) (bool, error) {
+	if err := m.check(fn); err != nil {
+		return false, err
+	}
 	var lk Lock
 	var ok bool
 	var err error
@@ -62,39 +68,57 @@ func (m *Manager) TryWithLock(ctx context.Context, key string, ttl time.Duration
 	return true, runHolding(ctx, lk, fn)
 }
 
+// check rejects a Manager without a DistributedLock and a nil fn, before
+// anything is acquired.
+func (m *Manager) check(fn func(ctx context.Context) error) error {
+	switch {
+	case m.dl == nil:
+		return fmt.Errorf("%w: Manager of a nil DistributedLock", ErrInvalidOption)
+	case fn == nil:
+		return fmt.Errorf("%w: nil fn", ErrInvalidOption)
+	}
+	return nil
+}
+
 // runHolding runs fn with a context that ends when lk is lost, then
-// releases lk with a bounded context of its own.
-func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error) error {
+// releases lk with a bounded context of its own, also if fn panics.
+func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error) (err error) {
 	fctx, cancel := context.WithCancelCause(ctx)
-	done := make(chan struct{})
+	defer cancel(nil)
+	stopWatch := make(chan struct{})
+	watching := make(chan struct{})
 	go func() {
+		defer close(watching)
 		select {
 		case <-lk.Done():
 			cancel(fmt.Errorf("%w: %q", ErrLockLost, lk.Key()))
-		case <-done:
+		case <-stopWatch:
 		}
 	}()
-	ferr := fn(fctx)
-	close(done)
-	lostErr := lk.Err()
-	cancel(nil)
-
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
-	defer rcancel()
-	rerr := lk.Release(rctx)
-	if lostErr != nil && !errors.Is(lostErr, ErrNotHeld) {
-		return errors.Join(ferr, lostErr)
-	}
-	if rerr != nil {
-		return errors.Join(ferr, rerr)
-	}
-	return ferr
+	defer func() {
+		close(stopWatch)
+		<-watching
+		lostErr := lk.Err()
+		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+		defer rcancel()
+		rerr := lk.Release(rctx)
+		switch {
+		case lostErr != nil && !errors.Is(lostErr, ErrNotHeld):
+			err = errors.Join(err, lostErr)
+		case rerr != nil:
+			err = errors.Join(err, rerr)
+		}
+	}()
+	return fn(fctx)
 }
 
 // AcquireLock returns the lock key this Manager already holds if it is
 // still valid, and otherwise waits for it with AutoRefresh and tracks it
 // until ReleaseLock or ReleaseAll.
 func (m *Manager) AcquireLock(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
+	if m.dl == nil {
+		return nil, fmt.Errorf("%w: Manager of a nil DistributedLock", ErrInvalidOption)
+	}
 	m.mu.Lock()
 	lk := m.locks[key]
 	m.mu.Unlock()

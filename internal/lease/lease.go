@@ -100,7 +100,7 @@ func Grant(ctx context.Context, cli *clientv3.Client, ttl time.Duration, keepali
 	l.mu.Unlock()
 	if keepalive {
 		l.wg.Add(1)
-		go l.keepAlive()
+		go l.keepAlive(nil)
 	}
 	return l, nil
 }
@@ -197,6 +197,15 @@ func (l *Lease) KeepAliveOnce(ctx context.Context) error {
 	}
 	sent := time.Now()
 	resp, err := l.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), l.id)
+	if errors.Is(err, rpctypes.ErrAuthOldRevision) || errors.Is(err, rpctypes.ErrInvalidAuthToken) {
+		// clientv3 renews an auth token only on unary calls; a change of
+		// users or roles would fail every keepalive stream until some
+		// unary call happens. Make one, then try again.
+		if _, terr := l.cli.TimeToLive(ctx, l.id); terr == nil {
+			sent = time.Now()
+			resp, err = l.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), l.id)
+		}
+	}
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		l.end(ErrNotFound)
 		return ErrNotFound
@@ -220,7 +229,26 @@ func (l *Lease) extend(sent time.Time, ttl time.Duration) {
 	}
 }
 
-func (l *Lease) keepAlive() {
+// KeepAliveWhile keeps a lease granted without keepalive alive until stop
+// is called: for a hold whose TTL should run from when it is granted, not
+// from when it started to wait. stop waits for the keepalive goroutine.
+func (l *Lease) KeepAliveWhile() (stop func()) {
+	done, exited := make(chan struct{}), make(chan struct{})
+	l.wg.Add(1)
+	go func() {
+		defer close(exited)
+		l.keepAlive(done)
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done) })
+		<-exited
+	}
+}
+
+// keepAlive refreshes the lease every third of its TTL until the lease
+// ends or stop, if not nil, is closed.
+func (l *Lease) keepAlive(stop <-chan struct{}) {
 	defer l.wg.Done()
 	interval := l.ttl / 3
 	t := time.NewTimer(interval)
@@ -228,6 +256,8 @@ func (l *Lease) keepAlive() {
 	for {
 		select {
 		case <-l.ctx.Done():
+			return
+		case <-stop:
 			return
 		case <-t.C:
 		}

@@ -252,9 +252,8 @@ func (e *Entry) Rebind(lost context.Context) {
 }
 
 // Leave stops watching the key and deletes it if it is still this entry's.
-// It returns ErrGone if the key was already gone. When ctx ends first, the
-// delete is retried with a context of its own, so no key is left behind
-// while etcd is reachable.
+// It returns ErrGone if the key was already gone. If the delete fails, the
+// key may remain: Leave can be called again.
 func (e *Entry) Leave(ctx context.Context) error {
 	// Let the self-watch stop while the delete is on its way.
 	e.end(ErrLeft)
@@ -262,7 +261,6 @@ func (e *Entry) Leave(ctx context.Context) error {
 	defer func() { <-e.stopped }()
 	resp, err := e.cli.Txn(ctx).If(e.Guard()).Then(clientv3.OpDelete(e.key)).Commit()
 	if err != nil {
-		e.removeDetached()
 		return err
 	}
 	if !resp.Succeeded {
