@@ -33,3 +33,9 @@ lint:
 cover:
 	$(GO) test -race -timeout 12m -coverprofile=coverage.out ./...
 	$(GO) tool cover -func=coverage.out | tail -n 1
+
+## chaos: the fault suite's long form, under the race detector: 100 rounds
+## of faults (LEASEKIT_CHAOS_ROUNDS) for the lock and for the election, then
+## the history checks. LEASEKIT_CHAOS_SEED replays a schedule.
+chaos:
+	LEASEKIT_CHAOS_ROUNDS=$${LEASEKIT_CHAOS_ROUNDS:-100} $(GO) test -race -count=1 -timeout 60m -run 'UnderFaults' -v ./internal/chaos
