@@ -2,9 +2,12 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -50,40 +53,86 @@ type waiter struct {
 }
 
 func (w *waiter) run() error {
-	e := w.e
+	backoff := retryMin
 	for {
-		if !e.ahead.complete && len(e.ahead.keys) < w.n+1 {
-			// Deletes emptied a window that may not hold every key ahead.
-			if err := e.reread(w.ctx, w.n, 0); err != nil {
-				return err
-			}
+		err := w.step()
+		if err == nil {
+			backoff = retryMin
+			continue
 		}
-		if e.Admitted(w.n) {
-			return e.Err()
+		if err == errAdmitted {
+			return w.e.Err()
 		}
-		if err := w.watchWindow(); err != nil {
+		if w.ctx.Err() != nil || w.e.Err() != nil || !transient(err) {
 			return err
 		}
-		if e.Admitted(w.n) {
-			return e.Err()
-		}
+		// etcd is between leaders or overloaded: the wait goes on until
+		// ctx or the entry ends. Start again from a linearizable read.
+		w.stopAll()
 		select {
-		case ev := <-w.events:
-			if ev.err != nil {
-				// A broken watch (no leader, compaction): start afresh.
-				w.stopAll()
-				if err := e.reread(w.ctx, w.n, 0); err != nil {
-					return err
-				}
-				continue
-			}
-			w.forget(ev.rev)
-		case <-e.Done():
-			return e.Err()
+		case <-time.After(backoff):
+		case <-w.e.Done():
+			return w.e.Err()
 		case <-w.ctx.Done():
 			return w.ctx.Err()
 		}
+		backoff = min(2*backoff, retryMax)
+		if err := w.e.reread(w.ctx, w.n, 0); err != nil && !transient(err) {
+			return err
+		}
 	}
+}
+
+// errWatch marks a watch that did not start or broke.
+var errWatch = errors.New("queue: watch")
+
+// errAdmitted ends the wait loop.
+var errAdmitted = errors.New("admitted")
+
+// Bounds of the pause before a wait tries again after a transient error.
+const (
+	retryMin = 20 * time.Millisecond
+	retryMax = time.Second
+)
+
+// step brings the window up to date and waits for one change to it.
+func (w *waiter) step() error {
+	e := w.e
+	if !e.ahead.complete && len(e.ahead.keys) < w.n+1 {
+		// Deletes emptied a window that may not hold every key ahead.
+		if err := e.reread(w.ctx, w.n, 0); err != nil {
+			return err
+		}
+	}
+	if e.Admitted(w.n) {
+		return errAdmitted
+	}
+	if err := w.watchWindow(); err != nil {
+		return err
+	}
+	if e.Admitted(w.n) {
+		return errAdmitted
+	}
+	select {
+	case ev := <-w.events:
+		if ev.err != nil {
+			return ev.err // a broken watch (no leader, compaction)
+		}
+		w.forget(ev.rev)
+		return nil
+	case <-e.Done():
+		return e.Err()
+	case <-w.ctx.Done():
+		return w.ctx.Err()
+	}
+}
+
+// transient reports whether an error of etcd's may pass: no leader, a
+// timeout inside etcd, a closed or broken watch, a lost connection.
+func transient(err error) bool {
+	return errors.Is(err, errWatch) || ambiguous(err) ||
+		errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
+		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost)
 }
 
 // watchWindow starts watches on window keys not yet watched, then reads
@@ -136,9 +185,9 @@ func (w *waiter) watch(kv *mvccpb.KeyValue) (int64, error) {
 			return 0, w.ctx.Err()
 		}
 		if !ok {
-			return 0, fmt.Errorf("queue: watch closed")
+			return 0, fmt.Errorf("%w: closed", errWatch)
 		}
-		return 0, fmt.Errorf("queue: watch: %w", wr.Err())
+		return 0, fmt.Errorf("%w: %w", errWatch, wr.Err())
 	}
 	w.watching[kv.CreateRevision] = cancel
 	go w.forward(ctx, kv.CreateRevision, ch)
@@ -155,7 +204,7 @@ func (w *waiter) forward(ctx context.Context, rev int64, ch clientv3.WatchChan) 
 	}
 	for wr := range ch {
 		if err := wr.Err(); err != nil || wr.Canceled {
-			send(event{rev: rev, err: fmt.Errorf("queue: watch broke: %v", err)})
+			send(event{rev: rev, err: fmt.Errorf("%w: broke: %v", errWatch, err)})
 			return
 		}
 		for _, ev := range wr.Events {
@@ -166,7 +215,7 @@ func (w *waiter) forward(ctx context.Context, rev int64, ch clientv3.WatchChan) 
 		}
 	}
 	if ctx.Err() == nil {
-		send(event{rev: rev, err: fmt.Errorf("queue: watch closed")})
+		send(event{rev: rev, err: fmt.Errorf("%w: closed", errWatch)})
 	}
 }
 
