@@ -4,7 +4,7 @@
 // instances, and a semaphore. It runs on an embedded etcd, so it needs
 // nothing but Go:
 //
-//	go run ./cmd/demo                      # the whole tour, about 20s
+//	go run ./cmd/demo                      # the whole tour, about 12s once built
 //	go run ./cmd/demo --scenario election  # one part
 //	go run ./cmd/demo --endpoints 127.0.0.1:2379
 //
@@ -57,7 +57,7 @@ type sizing struct {
 	faultTTL     time.Duration // TTL of the holders and leaders that are cut off
 }
 
-// fullSize is the tour: about 20s on a 2-core machine.
+// fullSize is the tour: about 12s on an idle 2-core machine.
 var fullSize = sizing{
 	queueWorkers: 6, queueHold: 20 * time.Millisecond,
 	benchWorkers: 8, benchHold: time.Millisecond, benchFor: 2 * time.Second,
@@ -104,7 +104,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	endpoints := fs.String("endpoints", "", "`host:port,...` of a running etcd cluster, loopback only (default: start an embedded one)")
-	only := fs.String("scenario", "", "run only the part `NAME` (see below)")
+	only := fs.String("scenario", "", "run only the part `NAME` (listed above)")
 	members := fs.Int("members", 0, "members of the embedded cluster (default: 3 if they start within 5s, else 1)")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
@@ -150,8 +150,8 @@ shared rate limits on etcd, ending with a table of measured figures.
 Usage: go run ./cmd/demo [flags]      (or: make demo ARGS="flags")
 
 With no flags it starts an embedded etcd (nothing to install) and runs every
-part in about 20 seconds. Each simulated instance has its own etcd client,
-as separate processes would. The fault scenarios cut one client off from
+part in about 12 seconds once built. Each simulated instance has its own
+etcd client, as separate processes would. The fault scenarios cut one client off from
 etcd with a TCP proxy in this process; against --endpoints the proxy sits in
 front of your member instead. Keys are written under /leasekit-demo/<run>/
 and removed at the end.
