@@ -161,15 +161,29 @@ func (n *Nemesis) start(ctx context.Context, kind Kind) (heal func(context.Conte
 			i = n.Rand.Intn(c.Members())
 		}
 		m := c.Member(i)
+		// An embedded etcd that stops while a client request is being
+		// served can close its backend under the request and panic the
+		// whole process (bbolt Tx.Bucket on a nil tx; etcd #17223, #8761).
+		// So the clients' traffic to the member is cut first and given a
+		// moment to drain; they see it go silent, then it crashes.
+		n.quiesce(i, true)
+		if err := wait(ctx, drainFor); err != nil {
+			n.quiesce(i, false)
+			return nil, m.Name(), err
+		}
 		if kind == StopMember {
 			err = m.Stop()
 		} else {
 			err = m.Kill()
 		}
 		if err != nil {
+			n.quiesce(i, false)
 			return nil, m.Name(), err
 		}
-		return m.Restart, m.Name(), nil
+		return func(ctx context.Context) error {
+			defer n.quiesce(i, false)
+			return m.Restart(ctx)
+		}, m.Name(), nil
 
 	case PartitionMember:
 		i := n.Rand.Intn(c.Members())
@@ -210,6 +224,21 @@ func (n *Nemesis) start(ctx context.Context, kind Kind) (heal func(context.Conte
 		return nil, target, nil
 	}
 	return nil, "", fmt.Errorf("unknown fault kind %v", kind)
+}
+
+// drainFor is how long requests in flight to a member get to finish
+// before the member is stopped.
+const drainFor = 200 * time.Millisecond
+
+// quiesce cuts (or heals) every client's proxy to member i.
+func (n *Nemesis) quiesce(i int, cut bool) {
+	for _, ps := range n.Proxies {
+		if cut {
+			ps[i].Cut()
+		} else {
+			ps[i].Heal()
+		}
+	}
 }
 
 // wait waits for d or until ctx ends. It is the nemesis's schedule, not
