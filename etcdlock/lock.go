@@ -157,7 +157,8 @@ func (lk *lock) Release(ctx context.Context) error {
 		case err != nil:
 			// The shared lease's keepalive would keep the key, and the
 			// lock taken, for good: the Locker deletes it when it can.
-			lk.locker.dispose(lk.entry)
+			lk.locker.dispose(orphan{key: lk.entry.Key(), rev: lk.Token(), queue: lk.spec.queue, slot: lk.slot})
+			return err
 		}
 	}
 	lk.freeSlot()

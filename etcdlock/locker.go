@@ -91,9 +91,9 @@ type Locker struct {
 	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
 	holds  map[*lock]struct{}
 	slots  map[string]map[int]bool // queue prefix -> slots in use
-	// orphans are keys on shared leases that a failed delete left behind;
-	// a janitor goroutine retries them while sweeping is set.
-	orphans  []*queue.Entry
+	// orphans are keys a failed delete or a write of unknown outcome may
+	// have left; a janitor goroutine deletes them while sweeping is set.
+	orphans  []orphan
 	sweeping bool
 	wg       sync.WaitGroup // calls in flight, so Close can wait for them
 }
@@ -256,12 +256,13 @@ func (l *Locker) mutex(name string) (kind, error) {
 		return kind{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
 	k := kind{what: "lock", name: name, queue: l.prefix + enc + "/"}
+	k.keyOf = func(id string) string { return k.queue + id }
 	k.busy = func(ctx context.Context) (bool, error) {
 		resp, err := l.cli.Get(ctx, k.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err == nil && resp.Count > 0, err
 	}
-	k.join = func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (*queue.Entry, func(context.Context) error, error) {
-		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, k.queue+id, sp.value, ls.ID(), 1, ls.Context())
+	k.join = func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error) {
+		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, key, sp.value, ls.ID(), 1, ls.Context())
 		if err != nil || e.Admitted(1) {
 			return e, nil, err
 		}
@@ -342,6 +343,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 	watchCtx := clientv3.WithRequireLeader(l.ctx)
 	// Keys are reused per Locker slot.
 	slot := l.takeSlot(sp.queue)
+	key := k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
 	var ls *lease.Lease
 	var own bool
 	var e *queue.Entry
@@ -352,17 +354,35 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			l.freeSlot(sp.queue, slot)
 			return nil, err
 		}
-		e, waitFn, err = k.join(ctx, watchCtx, sp, ls, fmt.Sprintf("%s-%d", l.id, slot))
-		if !own && attempt == 0 && errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		e, waitFn, err = k.join(ctx, watchCtx, sp, ls, key)
+		if attempt > 0 || ctx.Err() != nil {
+			break
+		}
+		if !own && errors.Is(err, rpctypes.ErrLeaseNotFound) {
 			// The shared lease went (revoked, say) before its keepalive
 			// noticed: drop it and take a new one, once.
 			ls.Gone()
 			continue
 		}
+		if errors.Is(err, queue.ErrAmbiguous) {
+			// The key may exist, or yet appear; leave it to the janitor
+			// and try once more under another.
+			l.dispose(orphan{key: key, queue: sp.queue, slot: slot, until: time.Now().Add(inFlight)})
+			if own {
+				revokeDetached(ls)
+			}
+			slot = l.takeSlot(sp.queue)
+			key = k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
+			continue
+		}
 		break
 	}
 	if err != nil {
-		l.freeSlot(sp.queue, slot)
+		if errors.Is(err, queue.ErrAmbiguous) {
+			l.dispose(orphan{key: key, queue: sp.queue, slot: slot, until: time.Now().Add(inFlight)})
+		} else {
+			l.freeSlot(sp.queue, slot)
+		}
 	}
 	if err == nil && waitFn != nil {
 		if !wait {
@@ -376,8 +396,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			}
 		}
 		if err != nil {
-			l.cleanup(e, own)
-			l.freeSlot(sp.queue, slot)
+			l.cleanup(e, sp.queue, slot)
 		}
 	}
 	if err != nil {
@@ -420,67 +439,17 @@ func leaseOrKey(ls *lease.Lease) error {
 	return queue.ErrGone
 }
 
-// cleanup removes a waiter's key with a context of its own. A key on a
-// shared lease that cannot be deleted now is handed to the janitor: the
-// keepalive would keep it, and it would block the queue, forever.
-func (l *Locker) cleanup(e *queue.Entry, own bool) {
+// cleanup removes a waiter's key with a context of its own. A key that
+// cannot be deleted now is handed to the janitor: on a shared lease the
+// keepalive would keep it, and it would block the queue, for good.
+func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int) {
 	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
 	defer cancel()
-	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) && !own {
-		l.dispose(e)
+	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
+		l.dispose(orphan{key: e.Key(), rev: e.Rev(), queue: queuePrefix, slot: slot})
+		return
 	}
-}
-
-// dispose retries the delete of e's key in the background until it
-// succeeds, the key is gone, or Close revokes the shared leases.
-func (l *Locker) dispose(e *queue.Entry) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return // Close revokes the shared leases, and the key with them
-	}
-	l.orphans = append(l.orphans, e)
-	if !l.sweeping {
-		l.sweeping = true
-		l.wg.Add(1)
-		go l.sweep()
-	}
-}
-
-func (l *Locker) sweep() {
-	defer l.wg.Done()
-	backoff := 100 * time.Millisecond
-	for {
-		l.mu.Lock()
-		pending := l.orphans
-		l.orphans = nil
-		if len(pending) == 0 {
-			l.sweeping = false
-			l.mu.Unlock()
-			return
-		}
-		l.mu.Unlock()
-		var left []*queue.Entry
-		for _, e := range pending {
-			ctx, cancel := context.WithTimeout(l.ctx, queue.CleanupTimeout)
-			if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
-				left = append(left, e)
-			}
-			cancel()
-		}
-		if len(left) == 0 {
-			continue
-		}
-		l.mu.Lock()
-		l.orphans = append(l.orphans, left...)
-		l.mu.Unlock()
-		select {
-		case <-l.ctx.Done():
-			return // Close revokes the shared leases
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 2*time.Second)
-	}
+	l.freeSlot(queuePrefix, slot)
 }
 
 func revokeDetached(ls *lease.Lease) {

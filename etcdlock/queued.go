@@ -40,10 +40,13 @@ type kind struct {
 	queue string // the queue's prefix
 	// busy reports, by reading only, whether a hold now would have to wait.
 	busy func(ctx context.Context) (bool, error)
-	// join adds a key for the hold to the queue, attached to ls. id is
-	// unique among this kind's keys in use. It returns the entry and, unless the hold is
-	// granted already, a function that waits for it.
-	join func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (*queue.Entry, func(context.Context) error, error)
+	// keyOf names the key of the hold whose id (unique among the
+	// Locker's keys in use) is id.
+	keyOf func(id string) string
+	// join adds key for the hold to the queue, attached to ls. It returns
+	// the entry and, unless the hold is granted already, a function that
+	// waits for it.
+	join func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error)
 }
 
 // kindOptions checks that opts, given to a method of a named shape, name

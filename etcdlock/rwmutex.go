@@ -89,10 +89,11 @@ func (m *RWMutex) TryRLock(ctx context.Context, ttl time.Duration) (Lock, bool, 
 func (m *RWMutex) writer() kind {
 	return kind{
 		what: "write lock", name: m.name, queue: m.queue,
-		busy: func(ctx context.Context) (bool, error) { return m.any(ctx, m.queue) },
-		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (
+		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.queue) },
+		keyOf: func(id string) string { return m.writers + id },
+		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
 			*queue.Entry, func(context.Context) error, error) {
-			e, err := queue.Join(ctx, watchCtx, m.l.cli, m.queue, m.writers+id, sp.value, ls.ID(), 1, ls.Context())
+			e, err := queue.Join(ctx, watchCtx, m.l.cli, m.queue, key, sp.value, ls.ID(), 1, ls.Context())
 			if err != nil || e.Admitted(1) {
 				return e, nil, err
 			}
@@ -104,12 +105,13 @@ func (m *RWMutex) writer() kind {
 func (m *RWMutex) reader() kind {
 	return kind{
 		what: "read lock", name: m.name, queue: m.queue,
-		busy: func(ctx context.Context) (bool, error) { return m.any(ctx, m.writers) },
-		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (
+		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.writers) },
+		keyOf: func(id string) string { return m.readers + id },
+		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
 			*queue.Entry, func(context.Context) error, error) {
 			// The same transaction finds the nearest writer ahead: with
 			// none, the read lock is held after one round trip.
-			e, out, err := queue.JoinFirst(ctx, watchCtx, m.l.cli, m.queue, m.readers+id, sp.value, ls.ID(), 1,
+			e, out, err := queue.JoinFirst(ctx, watchCtx, m.l.cli, m.queue, key, sp.value, ls.ID(), 1,
 				ls.Context(), []queue.Branch{{Also: []clientv3.Op{queue.NearestOp(m.writers)}}})
 			if err != nil {
 				return nil, nil, err

@@ -103,7 +103,8 @@ func (s *Semaphore) TryAcquire(ctx context.Context, ttl time.Duration) (Lock, bo
 }
 
 func (s *Semaphore) kind() kind {
-	return kind{what: "semaphore", name: s.name, queue: s.queue, busy: s.busy, join: s.join}
+	return kind{what: "semaphore", name: s.name, queue: s.queue, busy: s.busy, join: s.join,
+		keyOf: func(id string) string { return s.queue + id + "-n" + s.limit }}
 }
 
 func (s *Semaphore) busy(ctx context.Context) (bool, error) {
@@ -133,9 +134,8 @@ func (s *Semaphore) agree(stored string) error {
 // limit: under the stored limit if it agrees; or, when none is stored and
 // the queue is empty, storing it. The limit is also in each key's name,
 // for the rare case below.
-func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, id string) (
+func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
 	*queue.Entry, func(context.Context) error, error) {
-	key := s.queue + id + "-n" + s.limit
 	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
 		return queue.JoinFirst(ctx, watchCtx, s.l.cli, s.queue, key, sp.value, ls.ID(), s.n, ls.Context(),
 			branches, els...)

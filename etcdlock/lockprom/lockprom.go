@@ -1,7 +1,7 @@
 // Package lockprom reports etcdlock metrics to Prometheus.
 //
 //	reg := prometheus.NewRegistry()
-//	m, err := lockprom.New(reg)
+//	m, err := lockprom.New(reg, prometheus.Labels{"service": "billing"})
 //	...
 //	locker, err := etcdlock.New(cli, etcdlock.WithMetrics(m))
 //

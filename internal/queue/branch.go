@@ -70,8 +70,8 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 		if !ambiguous(err) {
 			return nil, none, err // refused: nothing was written
 		}
-		// The put may have been applied even though the call failed.
-		e.removeDetached()
+		// The put may have been applied, or may yet be: the caller must
+		// see to the key (revoke its lease, or delete it later).
 		return nil, none, fmt.Errorf("%w: %w", ErrAmbiguous, err)
 	}
 	rev := resp.Header.Revision
