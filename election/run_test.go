@@ -2,9 +2,12 @@ package election_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime/pprof"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -31,6 +34,8 @@ type rotation struct {
 	clients func(i int) *clientv3.Client
 	// fault, if set, runs once after each listed number of terms.
 	faults map[int]func()
+	// timeout, if set, bounds the whole rotation instead of testTimeout.
+	timeout time.Duration
 	// fifo makes each leader wait, before it returns, until all the other
 	// candidates are in line, so that the order of terms is FIFO's alone
 	// rather than also how fast each candidate re-joins.
@@ -40,6 +45,11 @@ type rotation struct {
 func (r rotation) run() *duties {
 	t := r.t
 	ctx := testCtx(t)
+	if r.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), r.timeout)
+		defer cancel()
+	}
 	d := newDuties(t)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -62,12 +72,7 @@ func (r rotation) run() *duties {
 					k := d.begin(i, e.Rev())
 					defer d.end(k)
 					for w := range r.writes {
-						_, err := e.Txn(ctx, clientv3.OpPut("/rotation/"+r.name, fmt.Sprintf("%d-%d", i, w)))
-						if err != nil {
-							// Only a lost term may refuse a write.
-							if ctx.Err() == nil {
-								t.Errorf("candidate %d: write in term %d: %v", i, e.Rev(), err)
-							}
+						if !write(ctx, t, e, i, "/rotation/"+r.name, fmt.Sprintf("%d-%d", i, w)) {
 							return
 						}
 					}
@@ -102,6 +107,14 @@ func (r rotation) run() *duties {
 		select {
 		case n = <-progress:
 		case <-ctx.Done():
+			// Show where the candidates are stuck.
+			var buf strings.Builder
+			pprof.Lookup("goroutine").WriteTo(&buf, 1)
+			for _, g := range strings.Split(buf.String(), "\n\n") {
+				if strings.Contains(g, "leasekit") {
+					t.Log(g)
+				}
+			}
 			t.Fatalf("%d of %d terms: %v", n, r.terms, ctx.Err())
 		}
 		if f := r.faults[n]; f != nil {
@@ -121,6 +134,30 @@ func (r rotation) run() *duties {
 		}
 	}
 	return d
+}
+
+// write puts key = value as candidate i's guarded write. It retries what
+// a fault can leave ambiguous (a member killed mid-call) and reports
+// whether the term went on: only a lost term may refuse the write.
+func write(ctx context.Context, t *testing.T, e *election.Election, i int, key, value string) bool {
+	var err error
+	for range 100 {
+		if _, err = e.Txn(ctx, clientv3.OpPut(key, value)); err == nil {
+			return true
+		}
+		if errors.Is(err, election.ErrNotLeader) || ctx.Err() != nil {
+			return false
+		}
+		// Not a wait for a condition: a pause before retrying a call
+		// whose member went away.
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	t.Errorf("candidate %d: write in term %d: %v", i, e.Rev(), err)
+	return false
 }
 
 func c(r rotation, i int) *clientv3.Client {
@@ -253,5 +290,3 @@ func TestHealthHandler(t *testing.T) {
 	require.NoError(t, e.Healthy())
 	require.Equal(t, http.StatusOK, get())
 }
-
-var _ = time.Second
