@@ -35,7 +35,7 @@ func TestRunThreeMembersFaults(t *testing.T) {
 		t: t, c: c, name: "three", candidates: 3, terms: 16, writes: 2,
 		// Faults make candidates back off; a loaded machine needs longer.
 		timeout: time.Minute,
-		opts: []election.Option{election.WithTTL(5 * time.Second)},
+		opts:    []election.Option{election.WithTTL(5 * time.Second)},
 		faults: map[int]func(){
 			3: fault("move the etcd leader", func() error {
 				lead, err := c.WaitLeader(ctx)
