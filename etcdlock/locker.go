@@ -82,9 +82,11 @@ type Locker struct {
 	metrics Metrics
 	meta    map[string]string
 
-	ctx    context.Context // ends on Close; waits end with it
-	cancel context.CancelFunc
-	id     string // random; names this Locker's keys
+	ctx      context.Context // ends on Close; waits end with it
+	cancel   context.CancelFunc
+	watchCtx context.Context // ctx, for watches that need an etcd leader
+	value    string          // meta, encoded: the value of holds without metadata of their own
+	id       string          // random; names this Locker's keys
 
 	mu     sync.Mutex
 	closed bool
@@ -133,6 +135,12 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 		id: randomID(),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.watchCtx = clientv3.WithRequireLeader(l.ctx)
+	value, err := json.Marshal(meta)
+	if err != nil || len(value) > MaxMetadataBytes {
+		return nil, fmt.Errorf("%w: WithMetadata: %d bytes encoded, limit %d (%v)", ErrInvalidMetadata, len(value), MaxMetadataBytes, err)
+	}
+	l.value = string(value)
 	return l, nil
 }
 
@@ -199,6 +207,9 @@ func (l *Locker) validate(opts LockOptions) (spec, error) {
 		return spec{}, fmt.Errorf("%w: TTL %v is above etcd's maximum %v", ErrInvalidTTL, ttl, MaxTTL)
 	case opts.Timeout < 0 || opts.RetryInterval < 0:
 		return spec{}, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidTTL)
+	}
+	if len(opts.Metadata) == 0 {
+		return spec{name: opts.Key, ttl: ttl, keepalive: opts.AutoRefresh, value: l.value, meta: l.meta}, nil
 	}
 	meta := make(map[string]string, len(l.meta)+len(opts.Metadata))
 	for k, v := range l.meta {
@@ -340,7 +351,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			return nil, errBusy
 		}
 	}
-	watchCtx := clientv3.WithRequireLeader(l.ctx)
+	watchCtx := l.watchCtx
 	// Keys are reused per Locker slot.
 	slot := l.takeSlot(sp.queue)
 	key := k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))

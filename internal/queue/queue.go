@@ -57,26 +57,41 @@ type Entry struct {
 	// ahead is what Join and Wait know of the keys ahead.
 	ahead window
 
-	// ended is cancelled when the entry ends, stop when Close is called;
-	// stopped is closed when the self-watch has stopped.
-	ended, stop         context.Context
-	endCancel, stopFunc context.CancelFunc
-	stopped             chan struct{}
-	rebind              chan context.Context
+	// ended is cancelled when the entry ends. The self-watch starts from
+	// timer, so short entries never start it; stopped is closed once it
+	// has stopped or will never start. unbind stops lost from ending the
+	// entry.
+	ended     context.Context
+	endCancel context.CancelFunc
+	timer     *time.Timer
+	stopped   chan struct{}
+	stopOnce  sync.Once
 
 	mu       sync.Mutex
 	err      error
 	afterEnd func(error)
+	unbind   func() bool
 }
 
 func newEntry(cli *clientv3.Client, prefix, key, value string, lease clientv3.LeaseID) *Entry {
 	e := &Entry{
 		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
-		stopped: make(chan struct{}), rebind: make(chan context.Context),
+		stopped: make(chan struct{}),
 	}
 	e.ended, e.endCancel = context.WithCancel(context.Background())
-	e.stop, e.stopFunc = context.WithCancel(context.Background())
 	return e
+}
+
+// start arms the entry once its key is written: lost ends it at once, and
+// after SelfWatchDelay a goroutine watches its key.
+func (e *Entry) start(watchCtx, lost context.Context) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.unbind = context.AfterFunc(lost, func() { e.end(ErrGone) })
+	// Most holds and waits are short. Starting the watch a little later
+	// keeps them from paying for it, and loses nothing: it starts at the
+	// key's own revision, so it still sees any delete since.
+	e.timer = time.AfterFunc(SelfWatchDelay, func() { e.watchSelf(watchCtx) })
 }
 
 // window is what is known of the keys ahead of an entry: the nearest ones,
@@ -139,6 +154,9 @@ func (e *Entry) end(err error) {
 	}
 	e.err = err
 	e.endCancel()
+	if e.unbind != nil {
+		e.unbind() // a shared lease must not keep a callback per ended entry
+	}
 	f := e.afterEnd
 	e.mu.Unlock()
 	if f != nil {
@@ -162,36 +180,24 @@ func (e *Entry) AfterEnd(f func(error)) {
 }
 
 // watchSelf watches the entry's own key from its create revision on, so
-// that no delete can slip by, until the key goes, lost ends or Close.
-func (e *Entry) watchSelf(watchCtx, lost context.Context) {
-	defer close(e.stopped)
-	// Every watch made here ends with ctx, and ctx ends with Close or with
-	// lost, so a call blocked on an unreachable etcd returns at once.
+// that no delete can slip by, until the key goes or the entry ends.
+func (e *Entry) watchSelf(watchCtx context.Context) {
+	defer e.stopOnce.Do(func() { close(e.stopped) })
+	// Every watch made here ends with ctx, and ctx ends with the entry, so
+	// a call blocked on an unreachable etcd returns at once.
 	ctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
-	defer context.AfterFunc(e.stop, cancel)()
-	unbind := context.AfterFunc(lost, cancel)
-	defer func() { unbind() }()
+	defer context.AfterFunc(e.ended, cancel)()
 
-	// Most holds and waits are short. Starting the watch a little later
-	// keeps them from paying for it, and loses nothing: it starts at the
-	// key's own revision, so it still sees any delete since.
-	start := time.NewTimer(SelfWatchDelay)
-	defer start.Stop()
+	retry := time.NewTimer(0)
+	defer retry.Stop()
 	var wch clientv3.WatchChan // nil, so never ready, until started
 	next := e.rev + 1
 	for {
 		select {
-		case l := <-e.rebind:
-			unbind()
-			lost = l
-			unbind = context.AfterFunc(lost, cancel)
 		case <-ctx.Done():
-			if lost.Err() != nil {
-				e.end(ErrGone)
-			}
 			return
-		case <-start.C:
+		case <-retry.C:
 			if next == 0 {
 				// History was compacted away: ask whether the key exists.
 				if next = e.stillThere(ctx); next == 0 {
@@ -205,11 +211,11 @@ func (e *Entry) watchSelf(watchCtx, lost context.Context) {
 				// The stream broke (no leader, say): start again where
 				// it stopped, soon.
 				wch = nil
-				start.Reset(50 * time.Millisecond)
+				retry.Reset(50 * time.Millisecond)
 				continue
 			case wr.CompactRevision != 0:
 				wch, next = nil, 0
-				start.Reset(0)
+				retry.Reset(0)
 				continue
 			}
 			for _, ev := range wr.Events {
@@ -245,10 +251,29 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 // Rebind makes lost, instead of the context given to Join, end the entry:
 // for a key moved to another lease.
 func (e *Entry) Rebind(lost context.Context) {
-	select {
-	case e.rebind <- lost:
-	case <-e.stopped:
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.err != nil {
+		return
 	}
+	e.unbind()
+	e.unbind = context.AfterFunc(lost, func() { e.end(ErrGone) })
+}
+
+// stop ends the self-watch, or keeps it from starting, and returns a
+// function that waits until it has stopped.
+func (e *Entry) stop() (wait func()) {
+	e.mu.Lock()
+	unbind, timer := e.unbind, e.timer
+	e.mu.Unlock()
+	if unbind != nil {
+		unbind()
+	}
+	if timer == nil || timer.Stop() {
+		// It never started, and now never will.
+		e.stopOnce.Do(func() { close(e.stopped) })
+	}
+	return func() { <-e.stopped }
 }
 
 // Leave stops watching the key and deletes it if it is still this entry's.
@@ -257,8 +282,7 @@ func (e *Entry) Rebind(lost context.Context) {
 func (e *Entry) Leave(ctx context.Context) error {
 	// Let the self-watch stop while the delete is on its way.
 	e.end(ErrLeft)
-	e.stopFunc()
-	defer func() { <-e.stopped }()
+	defer e.stop()()
 	resp, err := e.cli.Txn(ctx).If(e.Guard()).Then(clientv3.OpDelete(e.key)).Commit()
 	if err != nil {
 		return err
@@ -273,8 +297,7 @@ func (e *Entry) Leave(ctx context.Context) error {
 // delete it another way, such as revoking its lease.
 func (e *Entry) Close() {
 	e.end(ErrLeft)
-	e.stopFunc()
-	<-e.stopped
+	e.stop()()
 }
 
 // removeDetached deletes the key if it is this entry's, with a context
