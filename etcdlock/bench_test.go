@@ -174,3 +174,43 @@ func BenchmarkUncontended(b *testing.B) {
 }
 
 var _ = fmt.Sprint
+
+// BenchmarkUncontendedPaired alternates a leasekit AutoRefresh
+// Lock+Release with a concurrency.Mutex Lock+Unlock on a shared session,
+// op by op on one server, so that both see the same load; it reports each
+// one's rate and their ratio.
+func BenchmarkUncontendedPaired(b *testing.B) {
+	c := embedtest.New(b)
+	cli, err := c.NewClient()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ours := leasekitContender(b, true)(cli)
+	theirs := concurrencyContender(b, false)(cli)
+	ctx := context.Background()
+	var tOurs, tTheirs time.Duration
+	cycle := func(f contender) time.Duration {
+		start := time.Now()
+		release, err := f(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := release(); err != nil {
+			b.Fatal(err)
+		}
+		return time.Since(start)
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			tOurs += cycle(ours)
+			tTheirs += cycle(theirs)
+		} else {
+			tTheirs += cycle(theirs)
+			tOurs += cycle(ours)
+		}
+	}
+	b.ReportMetric(float64(b.N)/tOurs.Seconds(), "leasekit-acq/s")
+	b.ReportMetric(float64(b.N)/tTheirs.Seconds(), "concurrency-acq/s")
+	b.ReportMetric(tTheirs.Seconds()/tOurs.Seconds(), "ratio")
+}
