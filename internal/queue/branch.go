@@ -82,7 +82,7 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 			rng := resps[1].GetResponseRange()
 			// The new key is the newest in the queue, so it is first in rng.
 			e.ahead = newWindow(rng.Kvs[1:], n)
-			go e.watchSelf(watchCtx, lost)
+			e.start(watchCtx, lost)
 			return e, Joined{Branch: i, Responses: resps[2:]}, nil
 		}
 		if i < len(branches)-1 {
