@@ -5,7 +5,12 @@ import (
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"go.uber.org/goleak"
 )
+
+// TestMain checks for leaked goroutines, as every leasekit package does.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 // nameSeeds are the seed corpus of the name fuzzers: the names that have
 // broken key encodings elsewhere (etcd's concurrency package lets "a"
