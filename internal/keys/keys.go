@@ -47,7 +47,7 @@ func Encode(name string) (string, error) {
 }
 
 // Decode reverses Encode. It reports an error for text Encode cannot have
-// produced.
+// produced, such as "%41", "%2f" or "a/b".
 func Decode(enc string) (string, error) {
 	var b strings.Builder
 	for i := 0; i < len(enc); i++ {
@@ -66,7 +66,12 @@ func Decode(enc string) (string, error) {
 		b.WriteByte(byte(v))
 		i += 2
 	}
-	return b.String(), nil
+	// Encode has one output per name: anything else is not its.
+	name := b.String()
+	if again, err := Encode(name); err != nil || again != enc {
+		return "", fmt.Errorf("%w: %q is not an encoded name", ErrInvalidName, enc)
+	}
+	return name, nil
 }
 
 // Prefix normalises a key prefix: it must be non-empty and ends in '/'.
