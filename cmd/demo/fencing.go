@@ -122,7 +122,7 @@ be refused.`, name)
 			gotB = nil
 			if b.err != nil {
 				stop()
-				return fmt.Errorf("B: %w", b.err)
+				return fmt.Errorf("holder B: %w", b.err)
 			}
 		case <-ctx.Done():
 			stop()
@@ -134,7 +134,7 @@ be refused.`, name)
 	e.out.eventAt(toldAt, "A is told: Done closed, Err = %v", lkA.Err())
 	e.out.eventAt(b.at, "B holds %q: token %d", name, lkB.Token())
 	if !toldAt.Before(b.at) {
-		return fmt.Errorf("A was told %v after B acquired", b.at.Sub(toldAt))
+		return fmt.Errorf("holder A was told %v after B acquired", b.at.Sub(toldAt))
 	}
 	e.out.say(`A learned of the loss %s after the cut and %s before B got the lock. A
 counts its lease as lost at (send time of its last keepalive + TTL - margin);
@@ -164,7 +164,7 @@ etcd cannot expire it before (arrival of that keepalive + TTL).`, ms(toldAt.Sub(
 		work(ctx, 20*time.Millisecond)
 	}
 	if err != nil {
-		return fmt.Errorf("A's late write: %w", err)
+		return fmt.Errorf("holder A's late write: %w", err)
 	}
 	e.out.event("A's late write (%s after the heal): etcd guarded Txn succeeded=%v; token-checking store: %v",
 		ms(time.Since(healAt)), okA, errText(serrA))
