@@ -93,7 +93,6 @@ func TestAuthElection(t *testing.T) {
 	})
 
 	t.Run("Run without rights", func(t *testing.T) {
-		t.Skip("known bug: Election.Run treats ErrPermissionDenied like a transient error: it logs and retries the campaign (backoff up to 2s) until ctx ends, then returns nil, so a misconfigured user never sees the refusal")
 		e, err := election.New(nobody, "auth", election.WithTTL(5*time.Second))
 		if err != nil {
 			t.Fatal(err)

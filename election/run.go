@@ -46,10 +46,17 @@ const (
 // runs cb.OnStartedLeading with a context that ends when leadership does.
 // When the duties return (or their context ends) it resigns, which hands
 // leadership to the next candidate without waiting for a TTL, and
-// campaigns again. Errors from etcd are logged and retried.
+// campaigns again. Transient errors from etcd (no leader, timeouts, an
+// unreachable etcd, a lost lease) are logged and the campaign retried,
+// with a delay doubling from 50ms to 2s.
 //
 // Run returns when ctx ends, after handing leadership over, with nil or
-// the error of that last resignation. It returns an error wrapping
+// the error of that last resignation. It returns at once, with an error
+// wrapping etcd's, when etcd definitely refuses a campaign: permission
+// denied (rpctypes.ErrPermissionDenied), failed authentication
+// (rpctypes.ErrUserEmpty, ErrAuthFailed, ErrInvalidAuthToken and the like,
+// still refused after clientv3 refreshed its token) or an invalid
+// argument. Check them with errors.Is. It returns an error wrapping
 // ErrInvalidOption if cb.OnStartedLeading is nil, and ErrBusy if a
 // Campaign or Run of this Election is in progress. A term already won by
 // Campaign is taken over.
@@ -88,6 +95,10 @@ func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if queue.Refused(err) {
+				e.lg.Error("campaign refused; giving up", zap.Error(err))
+				return err // wrapped by win: "election: campaign ...: ..."
 			}
 			e.lg.Warn("campaign failed; retrying", zap.Duration("in", delay), zap.Error(err))
 			timer := time.NewTimer(delay)
