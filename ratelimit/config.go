@@ -8,6 +8,8 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/queue"
 )
 
 type mvccKV = mvccpb.KeyValue
@@ -23,7 +25,12 @@ const (
 )
 
 // run is the limiter's one goroutine: it keeps the limit in force equal to
-// the one stored in etcd and sweeps idle keys, until Close.
+// the one stored in etcd and sweeps idle keys, until Close. It retries a
+// failed read or watch with a delay doubling from minBackoff to
+// maxBackoff. A definite refusal of the first read (queue.Refused) is
+// also handed to waitReady, so that calls fail at once with it instead of
+// waiting for a retry that cannot help; retries go on, in case the rights
+// are granted later.
 func (l *Limiter) run(ctx context.Context) {
 	defer close(l.done)
 	tick := time.NewTicker(sweepInterval)
@@ -36,6 +43,8 @@ func (l *Limiter) run(ctx context.Context) {
 		}
 		if watched {
 			backoff = minBackoff
+		} else if queue.Refused(err) {
+			l.setRefusal(err)
 		}
 		l.lg.Warn("ratelimit: limit watch failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
 		t := time.NewTimer(backoff)
@@ -64,6 +73,7 @@ func (l *Limiter) watchLimit(ctx context.Context, tick <-chan time.Time) (watche
 		l.applyStored(resp.Kvs[0], resp.Kvs[0].ModRevision)
 	}
 	l.readyOnce.Do(func() { close(l.ready) })
+	l.setRefusal(nil)
 
 	// Watch from the revision just read: a watch that starts at the
 	// current revision is served at once, not by etcd's 100ms catch-up

@@ -47,8 +47,12 @@ type Result struct {
 // in heavy use takes tokens in batches and serves them from memory; see
 // the package documentation for the guarantees of each mode.
 //
-// A Limiter runs one goroutine, which watches for limit changes; Close
-// stops it.
+// A Limiter runs one goroutine, which reads and watches the stored limit;
+// Close stops it. Calls wait until it has read the limit once. If etcd
+// definitely refuses that read (permission denied, failed authentication,
+// an invalid argument), calls fail at once with an error wrapping etcd's
+// while the goroutine keeps retrying; transient errors are retried while
+// calls wait for their ctx.
 type Limiter struct {
 	cli    *clientv3.Client
 	name   string
@@ -67,6 +71,13 @@ type Limiter struct {
 
 	ready     chan struct{} // closed once the stored limit has been read
 	readyOnce sync.Once
+
+	// refusal is etcd's definite refusal of the last read of the stored
+	// limit before ready, or nil; refused is closed while it is set.
+	refMu   sync.Mutex
+	refusal error
+	refused chan struct{}
+
 	closed    chan struct{}
 	closeOnce sync.Once
 	cancel    context.CancelFunc
@@ -121,20 +132,21 @@ func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limit
 	enc, _ := keys.Encode(name)
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Limiter{
-		cli:    cli,
-		name:   name,
-		cfg:    cfg,
-		base:   prefix + enc + "/",
-		def:    p,
-		clock:  newClock(cfg.clock),
-		leases: newLeases(cli),
-		lg:     cfg.logger.With(zap.String("limiter", name)),
-		m:      cfg.metrics,
-		ready:  make(chan struct{}),
-		closed: make(chan struct{}),
-		cancel: cancel,
-		done:   make(chan struct{}),
-		keys:   make(map[string]*keyState),
+		cli:     cli,
+		name:    name,
+		cfg:     cfg,
+		base:    prefix + enc + "/",
+		def:     p,
+		clock:   newClock(cfg.clock),
+		leases:  newLeases(cli),
+		lg:      cfg.logger.With(zap.String("limiter", name)),
+		m:       cfg.metrics,
+		ready:   make(chan struct{}),
+		refused: make(chan struct{}),
+		closed:  make(chan struct{}),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+		keys:    make(map[string]*keyState),
 	}
 	l.cfgKey = l.base + "limit"
 	l.cur.Store(p)
@@ -172,7 +184,10 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 // n must be between 1 and Burst, or AllowN returns ErrInvalidN. An error
 // means that nothing was allowed; the tokens may still have been taken if
 // etcd committed a write whose reply was lost, which errs on the strict
-// side.
+// side. Until the stored limit has been read once, AllowN waits for it; if
+// etcd definitely refuses that read (rpctypes.ErrPermissionDenied, an auth
+// failure, an invalid argument), AllowN and WaitN return at once with an
+// error wrapping etcd's, checkable with errors.Is.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 {
 		return Result{}, fmt.Errorf("%w: n=%d; want >= 1", ErrInvalidN, n)
@@ -284,7 +299,8 @@ func (l *Limiter) checkOpen() error {
 }
 
 // waitReady waits until the stored limit, if any, is known, so that a new
-// instance never enforces a stale limit.
+// instance never enforces a stale limit. It returns etcd's refusal of the
+// read at once instead of waiting for a retry that cannot help.
 func (l *Limiter) waitReady(ctx context.Context) error {
 	if err := l.checkOpen(); err != nil {
 		return err
@@ -292,11 +308,46 @@ func (l *Limiter) waitReady(ctx context.Context) error {
 	select {
 	case <-l.ready:
 		return nil
+	default:
+	}
+	l.refMu.Lock()
+	refused := l.refused
+	l.refMu.Unlock()
+	select {
+	case <-l.ready:
+		return nil
+	case <-refused:
+		select {
+		case <-l.ready:
+			return nil
+		default:
+		}
+		l.refMu.Lock()
+		err := l.refusal
+		l.refMu.Unlock()
+		if err == nil { // cleared by a read that succeeded just now
+			return nil
+		}
+		return fmt.Errorf("ratelimit: load limit: %w", err)
 	case <-l.closed:
 		return ErrClosed
 	case <-ctx.Done():
 		return fmt.Errorf("ratelimit: load limit: %w", ctx.Err())
 	}
+}
+
+// setRefusal records etcd's refusal of the read of the stored limit, or
+// clears it for nil, and wakes the calls waiting in waitReady.
+func (l *Limiter) setRefusal(err error) {
+	l.refMu.Lock()
+	defer l.refMu.Unlock()
+	switch {
+	case err != nil && l.refusal == nil:
+		close(l.refused)
+	case err == nil && l.refusal != nil:
+		l.refused = make(chan struct{})
+	}
+	l.refusal = err
 }
 
 // acquire returns key's state with its semaphore held.
