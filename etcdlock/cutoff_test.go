@@ -47,7 +47,7 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 				}
 				got <- next
 			}()
-			waitFor(t, func() bool { return countKeys(t, c.Client()) == 2 })
+			awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
 			p.Cut()
 			next := <-got
 			require.NotNil(t, next)
@@ -61,7 +61,7 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 			// reconnects, so the first calls may fail.
 			p.Heal()
 			var late *clientv3.TxnResponse
-			waitFor(t, func() bool {
+			retryUntil(t, func() bool {
 				late, err = cut.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/data", "stale")).Commit()
 				return err == nil
 			})

@@ -107,7 +107,7 @@ func TestFIFOAndTokens(t *testing.T) {
 			mu.Unlock()
 			assertNoError(t, lk.Release(ctx))
 		}()
-		waitFor(t, func() bool { return countKeys(t, c.Client()) == before+1 })
+		awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, before+1)
 	}
 	require.NoError(t, first.Release(ctx))
 	wg.Wait()
@@ -155,12 +155,14 @@ func TestTimeoutLeavesNoKey(t *testing.T) {
 	require.Equal(t, int64(1), countKeys(t, c.Client()))
 
 	cctx, cancel := context.WithCancel(ctx)
+	errc := make(chan error, 1)
 	go func() {
-		waitFor(t, func() bool { return countKeys(t, c.Client()) == 2 })
-		cancel()
+		_, err := l.Lock(cctx, "busy", 5*time.Second)
+		errc <- err
 	}()
-	_, err = l.Lock(cctx, "busy", 5*time.Second)
-	require.ErrorIs(t, err, context.Canceled)
+	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
+	cancel()
+	require.ErrorIs(t, <-errc, context.Canceled)
 	require.Equal(t, int64(1), countKeys(t, c.Client()))
 	require.NoError(t, held.Release(ctx))
 	require.Zero(t, countKeys(t, c.Client()))
@@ -175,13 +177,14 @@ func assertNoError(t *testing.T, err error) bool {
 	return true
 }
 
-// waitFor waits for cond, checking it on a short tick, for up to 10s.
-func waitFor(t *testing.T, cond func() bool) {
+// retryUntil retries op, which reports success, for up to 10s: for calls
+// that fail until a client reconnects, not for waiting on a condition.
+func retryUntil(t *testing.T, op func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
+	for !op() {
 		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
+			t.Fatal("no success within 10s")
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

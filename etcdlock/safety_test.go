@@ -104,7 +104,7 @@ func TestUseAfterClose(t *testing.T) {
 		_, err := other.Lock(ctx, "x", 5*time.Second)
 		waitErr <- err
 	}()
-	waitFor(t, func() bool { return countKeys(t, c.Client()) == 3 })
+	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
 	require.NoError(t, other.Close())
 	require.ErrorIs(t, <-waitErr, etcdlock.ErrClosed)
 
@@ -125,14 +125,14 @@ func TestAutoRefreshOutlivesTTL(t *testing.T) {
 	lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: time.Second, AutoRefresh: true})
 	require.NoError(t, err)
 	first := lk.ExpiresAt()
-	// Wait, on the event, for a keepalive to have moved the expiry on past
-	// the first one: then the lease outlived its TTL.
-	waitFor(t, func() bool { return lk.ExpiresAt().After(first.Add(500 * time.Millisecond)) })
+	// Past the time etcd would have expired an unrenewed lease (a schedule,
+	// not a wait for a condition), the lock must still be held.
 	select {
 	case <-lk.Done():
 		t.Fatalf("lock lost: %v", lk.Err())
-	default:
+	case <-time.After(time.Until(first.Add(500 * time.Millisecond))):
 	}
+	require.True(t, lk.ExpiresAt().After(first), "keepalives move the expiry on")
 	ok, err := lk.IsValid(ctx)
 	require.NoError(t, err)
 	require.True(t, ok)
@@ -245,7 +245,7 @@ func TestWaiterWhoseKeyVanishesStops(t *testing.T) {
 		_, err := l.Lock(ctx, "vanish", 5*time.Second)
 		waitErr <- err
 	}()
-	waitFor(t, func() bool { return countKeys(t, c.Client()) == 2 })
+	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
 	info, err := l.Inspect(ctx, "vanish")
 	require.NoError(t, err)
 	require.Len(t, info.Waiters, 1)
