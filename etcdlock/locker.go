@@ -554,6 +554,8 @@ func (l *Locker) untrack(lk *lock) {
 // flight, each bounded. Later calls return ErrClosed. It returns the
 // first error from releasing.
 func (l *Locker) Close() error {
+	// Cancel first: a call holding l.mu (a lease Grant, say) ends with it.
+	l.cancel()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

@@ -123,7 +123,12 @@ func (m *Manager) AcquireLock(ctx context.Context, key string, ttl time.Duration
 	lk := m.locks[key]
 	m.mu.Unlock()
 	if lk != nil {
-		if ok, err := lk.IsValid(ctx); err == nil && ok {
+		ok, err := lk.IsValid(ctx)
+		if err != nil {
+			// Acquiring again now would queue behind this very hold.
+			return nil, err
+		}
+		if ok {
 			return lk, nil
 		}
 	}
