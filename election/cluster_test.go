@@ -190,9 +190,11 @@ func TestObserveAcrossPartition(t *testing.T) {
 	}
 }
 
-// A leader cut off from etcd stops its duties before the next candidate
-// can start its own: the lease counts as lost a margin before etcd can
-// expire it. It campaigns again once the network heals.
+// A leader cut off from etcd stops its duties, and is told it stopped
+// leading (OnStoppedLeading), before the next candidate can start its
+// own: the lease counts as lost a margin before etcd can expire it, and
+// Run gives the term up only after OnStoppedLeading. It campaigns again
+// once the network heals.
 func TestLeaderCutOff(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
 	ctx := testCtx(t)
@@ -214,6 +216,7 @@ func TestLeaderCutOff(t *testing.T) {
 	}
 	starts := make(chan start, 10)
 	cancelled := make(chan time.Time, 10)
+	stopped := make(chan time.Time, 10)
 	var wg sync.WaitGroup
 	es := make([]*election.Election, 2)
 	for i, cli := range []*clientv3.Client{cutCli, otherCli} {
@@ -231,7 +234,12 @@ func TestLeaderCutOff(t *testing.T) {
 					<-ctx.Done()
 					cancelled <- time.Now()
 				},
-				OnStoppedLeading: func() { d.stop(i) },
+				OnStoppedLeading: func() {
+					d.stop(i)
+					if i == 0 {
+						stopped <- time.Now()
+					}
+				},
 			})
 		}()
 		if i == 0 {
@@ -263,14 +271,16 @@ func TestLeaderCutOff(t *testing.T) {
 	lost := recv(t, cancelled)
 	next := recv(t, starts)
 	require.Equal(t, 1, next.who)
+	told := recv(t, stopped)
 	<-probeDone
-	t.Logf("TTL %v: cut -> old leader's duties cancelled %v, -> new leader's duties start %v",
-		ttl, lost.Sub(cut).Round(time.Millisecond), next.at.Sub(cut).Round(time.Millisecond))
+	t.Logf("TTL %v: cut -> old leader's duties cancelled %v, -> its OnStoppedLeading %v, -> new leader's duties start %v",
+		ttl, lost.Sub(cut).Round(time.Millisecond), told.Sub(cut).Round(time.Millisecond), next.at.Sub(cut).Round(time.Millisecond))
 	if !overdue.IsZero() {
 		t.Logf("Healthy reported overdue renewals %v after the cut, %v before the loss",
 			overdue.Sub(cut).Round(time.Millisecond), lost.Sub(overdue).Round(time.Millisecond))
 	}
-	require.True(t, next.at.After(lost), "the new leader started before the old one stopped")
+	require.True(t, next.at.After(lost), "the new leader started before the old one's duties were cancelled")
+	require.True(t, next.at.After(told), "the new leader started before the old one's OnStoppedLeading")
 
 	// Healed, the old leader lines up again behind the new one.
 	proxy.Heal()

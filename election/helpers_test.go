@@ -132,7 +132,8 @@ type interval struct {
 }
 
 // duties records the intervals during which OnStartedLeading runs and
-// fails the test if two ever run at once.
+// fails the test if two ever run at once, or if one starts before the
+// previous leader's OnStoppedLeading was called.
 type duties struct {
 	t       *testing.T
 	mu      sync.Mutex
@@ -153,6 +154,11 @@ func (d *duties) begin(who int, rev int64) int {
 	d.active++
 	if d.active != 1 {
 		d.t.Errorf("candidate %d started duties (term %d) while %d others run theirs", who, rev, d.active-1)
+	}
+	for other, n := range d.started {
+		if other != who && d.stopped[other] != n {
+			d.t.Errorf("candidate %d started duties (term %d) before candidate %d's OnStoppedLeading", who, rev, other)
+		}
 	}
 	d.started[who]++
 	d.log = append(d.log, interval{who: who, rev: rev, start: time.Now()})

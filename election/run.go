@@ -25,9 +25,14 @@ type Callbacks struct {
 	// returns by itself, Run resigns and campaigns again, which lets the
 	// other candidates take a turn first.
 	OnStartedLeading func(ctx context.Context)
-	// OnStoppedLeading is called after each term, once OnStartedLeading
-	// has returned and leadership has been given up. It is optional and
-	// never called without a term before it.
+	// OnStoppedLeading is called after each term, as soon as
+	// OnStartedLeading has returned and before Run gives the term up, so
+	// that it runs before any other candidate can lead. After a loss to
+	// the lease's deadline etcd has not expired the lease yet, but will
+	// soon: the margin is a tenth of the TTL (50ms to 1s), so keep it
+	// short. A key deleted or a lease revoked from outside ends the term
+	// in etcd at once, and the next candidate may lead first. It is
+	// optional and never called without a term before it.
 	OnStoppedLeading func()
 	// OnNewLeader is called with every leader Observe reports, this
 	// candidate included, and with the zero Leader when nobody leads. It
@@ -44,9 +49,9 @@ const (
 
 // Run campaigns with the value set by WithValue and, each time it wins,
 // runs cb.OnStartedLeading with a context that ends when leadership does.
-// When the duties return (or their context ends) it resigns, which hands
-// leadership to the next candidate without waiting for a TTL, and
-// campaigns again. Transient errors from etcd (no leader, timeouts, an
+// When the duties return (or their context ends) it calls
+// cb.OnStoppedLeading, then resigns, which hands leadership to the next
+// candidate without waiting for a TTL, and campaigns again. Transient errors from etcd (no leader, timeouts, an
 // unreachable etcd, a lost lease) are logged and the campaign retried,
 // with a delay doubling from 50ms to 2s.
 //
@@ -143,12 +148,15 @@ func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
 		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(e.Err()))
 	}
 	<-done
-	// ctx may be over, but the handover still deserves a bounded try.
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
-	err := e.release(rctx, t)
-	rcancel()
+	// Told before the term is given up: while this candidate still holds
+	// its key nobody else can lead, and after a loss the release can wait
+	// out a whole CleanupTimeout on a cut network, longer than etcd takes
+	// to expire the lease.
 	if cb.OnStoppedLeading != nil {
 		cb.OnStoppedLeading()
 	}
-	return err
+	// ctx may be over, but the handover still deserves a bounded try.
+	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+	defer rcancel()
+	return e.release(rctx, t)
 }
