@@ -18,6 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/errs"
 )
 
 // Errors returned by embedtest. Check them with errors.Is.
@@ -333,19 +335,19 @@ func (c *Cluster) Close() error {
 	// member after stopAll; wait for it to finish launching.
 	c.ops.Wait()
 
-	var errs []error
+	var failed []error
 	for _, cli := range clients {
 		// A client the test closed itself returns context.Canceled here.
 		if err := cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 	}
 	for _, f := range closers {
-		errs = append(errs, f())
+		failed = append(failed, f())
 	}
 	c.stopAll()
-	errs = append(errs, os.RemoveAll(c.dir))
-	return errors.Join(errs...)
+	failed = append(failed, os.RemoveAll(c.dir))
+	return errs.Join(failed...)
 }
 
 // freePorts asks the kernel for n distinct free ports on 127.0.0.1. Another

@@ -70,7 +70,8 @@ func ExampleManager_WithLock() {
 	c, stop := exampleCluster()
 	defer stop()
 	ctx := context.Background()
-	locker, err := etcdlock.New(c.Client())
+	cli := c.Client()
+	locker, err := etcdlock.New(cli)
 	if err != nil {
 		panic(err)
 	}
@@ -79,12 +80,20 @@ func ExampleManager_WithLock() {
 	m := etcdlock.NewManager(locker)
 	err = m.WithLock(ctx, "tenant/7", 5*time.Second, func(ctx context.Context) error {
 		// The lock is kept alive while this runs; ctx ends if it is lost.
-		fmt.Println("migrating tenant 7")
+		// ctx carries the hold: etcd applies this write only while the
+		// lock is held, however late it arrives.
+		lk, _ := etcdlock.FromContext(ctx)
+		resp, err := cli.Txn(ctx).If(lk.Guard()).
+			Then(clientv3.OpPut("/tenants/7/schema", "v2")).Commit()
+		if err != nil {
+			return err
+		}
+		fmt.Println("migrated tenant 7:", resp.Succeeded)
 		return nil
 	})
 	fmt.Println("done:", err)
 	// Output:
-	// migrating tenant 7
+	// migrated tenant 7: true
 	// done: <nil>
 }
 

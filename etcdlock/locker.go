@@ -15,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/leasekit/leasekit/internal/errs"
 	"github.com/leasekit/leasekit/internal/keys"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
@@ -570,11 +571,11 @@ func (l *Locker) Close() error {
 	l.cancel()
 	l.wg.Wait()
 
-	var errs []error
+	var failed []error
 	for _, lk := range holds {
 		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
 		if err := lk.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 		cancel()
 	}
@@ -586,9 +587,9 @@ func (l *Locker) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
 		err := ls.Revoke(ctx)
 		if err != nil && !errors.Is(err, lease.ErrNotFound) && !errors.Is(err, lease.ErrExpired) {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 		cancel()
 	}
-	return errors.Join(errs...)
+	return errs.Join(failed...)
 }

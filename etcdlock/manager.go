@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/leasekit/leasekit/internal/errs"
 	"github.com/leasekit/leasekit/internal/queue"
 )
 
@@ -33,9 +34,13 @@ type tryLocker interface {
 // WithLock waits for the lock key, runs fn while holding it and releases
 // it. The lock is kept alive with AutoRefresh, ttl being how long it
 // outlives a holder that stops refreshing. fn's context is cancelled,
-// with cause ErrLockLost, the moment the lock is lost; if fn then returns
-// nil, WithLock returns an error wrapping ErrLockLost, since fn did not run
-// wholly under the lock.
+// with a cause wrapping ErrLockLost, the moment the lock is lost; if fn
+// then returns nil, WithLock returns an error wrapping ErrLockLost, since
+// fn did not run wholly under the lock.
+//
+// fn's context carries the hold: FromContext returns it, so that fn can
+// make its etcd writes conditional on Lock.Guard and pass Lock.Token to
+// other systems. The Example shows a guarded write.
 func (m *Manager) WithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
 	if err := m.check(fn); err != nil {
 		return err
@@ -47,9 +52,9 @@ func (m *Manager) WithLock(ctx context.Context, key string, ttl time.Duration, f
 	return runHolding(ctx, lk, fn)
 }
 
-// TryWithLock runs fn under the lock key if it is free, as WithLock does,
-// and reports whether it ran. When the lock is taken it returns
-// (false, nil) at once.
+// TryWithLock runs fn under the lock key if it is free, as WithLock does
+// (FromContext included), and reports whether it ran. When the lock is
+// taken it returns (false, nil) at once.
 func (m *Manager) TryWithLock(ctx context.Context, key string, ttl time.Duration, fn func(ctx context.Context) error) (bool, error) {
 	if err := m.check(fn); err != nil {
 		return false, err
@@ -80,18 +85,40 @@ func (m *Manager) check(fn func(ctx context.Context) error) error {
 	return nil
 }
 
-// runHolding runs fn with a context that ends when lk is lost, then
-// releases lk with a bounded context of its own, also if fn panics.
+// holdKey is the context key under which runHolding passes the hold to fn.
+type holdKey struct{}
+
+// FromContext returns the hold that Manager.WithLock or TryWithLock holds
+// while it runs fn, from the context it passes to fn, and false for any
+// other context. With WithLock calls nested in fn, it returns the hold of
+// the innermost. The hold is the Manager's to release: fn may read it,
+// guard writes with it and refresh it, but Release ends the lock under fn
+// (its context is then cancelled).
+func FromContext(ctx context.Context) (Lock, bool) {
+	lk, ok := ctx.Value(holdKey{}).(Lock)
+	return lk, ok
+}
+
+// runHolding runs fn with a context that carries lk and ends when lk is
+// lost, then releases lk with a bounded context of its own, also if fn
+// panics.
 func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error) (err error) {
-	fctx, cancel := context.WithCancelCause(ctx)
+	fctx, cancel := context.WithCancelCause(context.WithValue(ctx, holdKey{}, lk))
 	defer cancel(nil)
 	stopWatch := make(chan struct{})
 	watching := make(chan struct{})
+	var lost error // the cause given to fctx, once lk is lost
 	go func() {
 		defer close(watching)
 		select {
 		case <-lk.Done():
-			cancel(fmt.Errorf("%w: %q", ErrLockLost, lk.Key()))
+			if err := lk.Err(); err != nil && !errors.Is(err, ErrNotHeld) {
+				lost = fmt.Errorf("etcdlock: lock %q: %w", lk.Key(), err)
+			} else {
+				// Released under fn: not a loss, but fn no longer holds it.
+				lost = fmt.Errorf("etcdlock: lock %q: released while fn ran: %w", lk.Key(), ErrNotHeld)
+			}
+			cancel(lost)
 		case <-stopWatch:
 		}
 	}()
@@ -104,9 +131,15 @@ func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error
 		rerr := lk.Release(rctx)
 		switch {
 		case lostErr != nil && !errors.Is(lostErr, ErrNotHeld):
-			err = errors.Join(err, lostErr)
+			if lost == nil {
+				lost = fmt.Errorf("etcdlock: lock %q: %w", lk.Key(), lostErr)
+			}
+			if !errors.Is(err, lost) {
+				// fn did not return the loss itself (its ctx's cause).
+				err = errs.Join(err, lost)
+			}
 		case rerr != nil:
-			err = errors.Join(err, rerr)
+			err = errs.Join(err, rerr)
 		}
 	}()
 	return fn(fctx)
@@ -115,6 +148,13 @@ func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error
 // AcquireLock returns the lock key this Manager already holds if it is
 // still valid, and otherwise waits for it with AutoRefresh and tracks it
 // until ReleaseLock or ReleaseAll.
+//
+// AcquireLock does not exclude goroutines that share the Manager from each
+// other: it tracks one hold per key, and returns that same hold to every
+// goroutine that asks for the key while it is valid, without waiting. One
+// ReleaseLock releases it for all of them. For mutual exclusion between
+// goroutines, use WithLock, or a Locker's Lock, which queue each caller.
+// Inside WithLock's fn, use FromContext for the hold, not AcquireLock.
 func (m *Manager) AcquireLock(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
 	if m.dl == nil {
 		return nil, fmt.Errorf("%w: Manager of a nil DistributedLock", ErrInvalidOption)
@@ -167,11 +207,11 @@ func (m *Manager) ReleaseAll(ctx context.Context) error {
 	locks := m.locks
 	m.locks = map[string]Lock{}
 	m.mu.Unlock()
-	var errs []error
+	var failed []error
 	for _, lk := range locks {
 		if err := lk.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
-			errs = append(errs, err)
+			failed = append(failed, err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Join(failed...)
 }
