@@ -190,8 +190,8 @@ func TestObserveAcrossPartition(t *testing.T) {
 	}
 }
 
-// A leader cut off from etcd stops its duties, and is told it stopped
-// leading (OnStoppedLeading), before the next candidate can start its
+// A leader cut off from etcd stops its duties (their ctx's cause wraps
+// ErrLost), and is told it stopped leading (OnStoppedLeading), before the next candidate can start its
 // own: the lease counts as lost a margin before etcd can expire it, and
 // Run gives the term up only after OnStoppedLeading. It campaigns again
 // once the network heals.
@@ -216,6 +216,7 @@ func TestLeaderCutOff(t *testing.T) {
 	}
 	starts := make(chan start, 10)
 	cancelled := make(chan time.Time, 10)
+	causes := make(chan error, 10)
 	stopped := make(chan time.Time, 10)
 	var wg sync.WaitGroup
 	es := make([]*election.Election, 2)
@@ -233,6 +234,7 @@ func TestLeaderCutOff(t *testing.T) {
 					starts <- start{i, time.Now()}
 					<-ctx.Done()
 					cancelled <- time.Now()
+					causes <- context.Cause(ctx)
 				},
 				OnStoppedLeading: func() {
 					d.stop(i)
@@ -269,6 +271,7 @@ func TestLeaderCutOff(t *testing.T) {
 	cut := time.Now()
 	proxy.Cut()
 	lost := recv(t, cancelled)
+	require.ErrorIs(t, recv(t, causes), election.ErrLost, "the duties' ctx says why")
 	next := recv(t, starts)
 	require.Equal(t, 1, next.who)
 	told := recv(t, stopped)

@@ -619,6 +619,11 @@ func (e *Election) Err() error {
 	if t == nil {
 		return ErrNotLeader
 	}
+	return t.err()
+}
+
+// err is Err for term t.
+func (t *term) err() error {
 	if t.alive() {
 		return nil
 	}

@@ -50,6 +50,8 @@ func TestNewBadInput(t *testing.T) {
 	ctx := testCtx(t)
 	require.ErrorIs(t, e.Campaign(ctx, strings.Repeat("v", election.MaxValueLen+1)), election.ErrInvalidValue)
 	require.ErrorIs(t, e.Run(ctx, election.Callbacks{}), election.ErrInvalidOption)
+	require.ErrorIs(t, e.Run(ctx, election.Callbacks{OnStartedLeading: func(context.Context) {},
+		OnStoppedLeading: func() {}, OnStoppedLeadingCause: func(error) {}}), election.ErrInvalidOption)
 	require.ErrorIs(t, e.Proclaim(ctx, "v"), election.ErrNotLeader)
 	_, err = e.Txn(ctx, clientv3.OpPut("k", "v"))
 	require.ErrorIs(t, err, election.ErrNotLeader)

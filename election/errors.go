@@ -28,6 +28,16 @@ var (
 	// ErrInvalidOption is returned by New for an option that cannot work,
 	// such as a nil client, and by Run for missing callbacks.
 	ErrInvalidOption = errors.New("election: invalid option")
+	// ErrResigned is why a term Run led ended when Resign ended it: the
+	// cause of the duties' context and what OnStoppedLeadingCause gets.
+	ErrResigned = errors.New("election: resigned")
+	// ErrStopped is why a term Run led ended when Run's context ended. The
+	// cause wraps the cause of Run's context too (context.Canceled,
+	// context.DeadlineExceeded or one given to context.WithCancelCause).
+	ErrStopped = errors.New("election: Run's context ended")
+	// ErrDutiesReturned is why a term Run led ended when OnStartedLeading
+	// returned by itself; Run then hands over and campaigns again.
+	ErrDutiesReturned = errors.New("election: duties returned")
 	// ErrRenewalOverdue is returned by Healthy when this candidate leads
 	// but its lease has not been renewed for longer than it should take.
 	ErrRenewalOverdue = errors.New("election: lease renewal overdue")

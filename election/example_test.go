@@ -130,6 +130,53 @@ func ExampleElection_Run() {
 	// Run returned: <nil>
 }
 
+// OnStoppedLeadingCause says why each term ended; context.Cause of the
+// duties' ctx says the same. Here the first term ends when the duties
+// return, the second when Run's context ends.
+func ExampleCallbacks_cause() {
+	cluster, err := embedtest.Start(context.Background())
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer cluster.Close()
+
+	e, err := election.New(cluster.Client(), "reconciler")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	terms := 0
+	err = e.Run(ctx, election.Callbacks{
+		OnStartedLeading: func(ctx context.Context) {
+			terms++
+			if terms == 2 {
+				stop()
+				<-ctx.Done()
+			}
+		},
+		OnStoppedLeadingCause: func(cause error) {
+			switch {
+			case errors.Is(cause, election.ErrLost):
+				fmt.Println("lost leadership:", cause)
+			case errors.Is(cause, election.ErrResigned):
+				fmt.Println("resigned")
+			case errors.Is(cause, election.ErrStopped):
+				fmt.Println("shutting down:", errors.Is(cause, context.Canceled))
+			case errors.Is(cause, election.ErrDutiesReturned):
+				fmt.Println("duties done")
+			}
+		},
+	})
+	fmt.Println("Run returned:", err)
+	// Output:
+	// duties done
+	// shutting down: true
+	// Run returned: <nil>
+}
+
 // Observe reports the leader, every change, and "no leader" as the zero
 // Leader.
 func ExampleElection_Observe() {

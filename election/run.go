@@ -12,16 +12,19 @@ import (
 )
 
 // Callbacks are what Run calls as leadership comes and goes. Run calls
-// OnStartedLeading and OnStoppedLeading from its own goroutine, one term
-// at a time; OnNewLeader from another goroutine, in order.
+// OnStartedLeading and then OnStoppedLeading (or OnStoppedLeadingCause)
+// once per term, one term at a time; OnNewLeader from another goroutine,
+// in order.
 type Callbacks struct {
 	// OnStartedLeading runs the leader's duties; it is required. Its ctx
 	// is cancelled the moment leadership is lost: when the lease's
 	// client-side deadline passes (before etcd can expire the lease, so
 	// before any other candidate can lead), when the candidate's key is
-	// deleted, when Resign is called, or when Run's ctx ends. It must then
-	// return promptly: Run hands leadership over only after it returns,
-	// so that the duties of two leaders never run at once. When it
+	// deleted, when Resign is called, or when Run's ctx ends;
+	// context.Cause(ctx) then says which (see OnStoppedLeadingCause). The
+	// ctx has the values and deadline of Run's ctx. It must then return
+	// promptly: Run hands leadership over only after it returns, so that
+	// the duties of two leaders never run at once. When it
 	// returns by itself, Run resigns and campaigns again, which lets the
 	// other candidates take a turn first.
 	OnStartedLeading func(ctx context.Context)
@@ -34,6 +37,13 @@ type Callbacks struct {
 	// in etcd at once, and the next candidate may lead first. It is
 	// optional and never called without a term before it.
 	OnStoppedLeading func()
+	// OnStoppedLeadingCause is OnStoppedLeading with the reason the term
+	// ended: an error wrapping ErrLost (the lease's deadline passed, the
+	// lease was revoked or the key deleted), ErrResigned, ErrStopped or
+	// ErrDutiesReturned. It is the same error as context.Cause of the
+	// duties' ctx. Set OnStoppedLeading or OnStoppedLeadingCause, not
+	// both.
+	OnStoppedLeadingCause func(cause error)
 	// OnNewLeader is called with every leader Observe reports, this
 	// candidate included, and with the zero Leader when nobody leads. It
 	// is optional. Run waits for it to return before returning itself.
@@ -62,12 +72,16 @@ const (
 // (rpctypes.ErrUserEmpty, ErrAuthFailed, ErrInvalidAuthToken and the like,
 // still refused after clientv3 refreshed its token) or an invalid
 // argument. Check them with errors.Is. It returns an error wrapping
-// ErrInvalidOption if cb.OnStartedLeading is nil, and ErrBusy if a
+// ErrInvalidOption if cb.OnStartedLeading is nil or both
+// OnStoppedLeading and OnStoppedLeadingCause are set, and ErrBusy if a
 // Campaign or Run of this Election is in progress. A term already won by
 // Campaign is taken over.
 func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 	if cb.OnStartedLeading == nil {
 		return fmt.Errorf("%w: Callbacks.OnStartedLeading is nil", ErrInvalidOption)
+	}
+	if cb.OnStoppedLeading != nil && cb.OnStoppedLeadingCause != nil {
+		return fmt.Errorf("%w: set Callbacks.OnStoppedLeading or OnStoppedLeadingCause, not both", ErrInvalidOption)
 	}
 	t, err := e.begin(true)
 	if err != nil {
@@ -126,37 +140,65 @@ func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 }
 
 // lead runs the duties of term t until they return or leadership ends,
-// then gives the term up.
+// tells cb why it ended, then gives the term up.
 func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
-	dctx, cancel := context.WithCancel(ctx)
-	defer cancel()
+	dctx, cancel := dutiesContext(ctx)
+	defer cancel(nil)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		cb.OnStartedLeading(dctx)
 	}()
-	lost := false
+	var cause error
 	select {
 	case <-done:
+		cause = ErrDutiesReturned
 	case <-ctx.Done():
+		cause = stopped(ctx)
 	case <-t.stepDown:
+		cause = ErrResigned
 	case <-t.done():
-		lost = true
+		cause = t.err()
+		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(cause))
 	}
-	cancel()
-	if lost {
-		e.lg.Warn("leadership lost; duties cancelled", zap.Int64("term", t.entry.Rev()), zap.Error(e.Err()))
-	}
+	// The first cause wins: Run's ctx may have ended the duties already.
+	cancel(cause)
 	<-done
+	cause = context.Cause(dctx)
 	// Told before the term is given up: while this candidate still holds
 	// its key nobody else can lead, and after a loss the release can wait
 	// out a whole CleanupTimeout on a cut network, longer than etcd takes
 	// to expire the lease.
-	if cb.OnStoppedLeading != nil {
+	switch {
+	case cb.OnStoppedLeading != nil:
 		cb.OnStoppedLeading()
+	case cb.OnStoppedLeadingCause != nil:
+		cb.OnStoppedLeadingCause(cause)
 	}
 	// ctx may be over, but the handover still deserves a bounded try.
 	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
 	defer rcancel()
 	return e.release(rctx, t)
+}
+
+// dutiesContext returns the duties' context: ctx's values and deadline,
+// ended by cancel with a cause, or by ctx with a cause wrapping ErrStopped
+// (a child of ctx would take ctx's cause instead).
+func dutiesContext(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+	dctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	stopTimer := func() {}
+	if d, ok := ctx.Deadline(); ok {
+		dctx, stopTimer = context.WithDeadlineCause(dctx, d, fmt.Errorf("%w: %w", ErrStopped, context.DeadlineExceeded))
+	}
+	stopAfter := context.AfterFunc(ctx, func() { cancel(stopped(ctx)) })
+	return dctx, func(cause error) {
+		cancel(cause)
+		stopAfter()
+		stopTimer()
+	}
+}
+
+// stopped is the cause of a term that ended with Run's ctx.
+func stopped(ctx context.Context) error {
+	return fmt.Errorf("%w: %w", ErrStopped, context.Cause(ctx))
 }
