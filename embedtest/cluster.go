@@ -59,6 +59,7 @@ type Cluster struct {
 	dir     string // data root, created by Start and removed by Close
 	token   string
 	members []*Member
+	certs   *certs // WithTLS; nil without
 
 	mu          sync.Mutex
 	closed      bool
@@ -92,6 +93,12 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedtest: data dir: %w", err)
 	}
+	if cfg.tls {
+		if c.certs, err = newCerts(filepath.Join(c.dir, "tls")); err != nil {
+			os.RemoveAll(c.dir)
+			return nil, err
+		}
+	}
 
 	for attempt := 1; ; attempt++ {
 		err = c.startAll(ctx)
@@ -99,7 +106,8 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 			break
 		}
 		c.stopAll()
-		if !isAddrInUse(err) || attempt == startAttempts {
+		// A port of our choice is worth trying again; one given is not.
+		if !isAddrInUse(err) || attempt == startAttempts || cfg.listen != "" {
 			os.RemoveAll(c.dir)
 			return nil, err
 		}
@@ -121,6 +129,14 @@ func (cfg *config) validate() error {
 	}
 	if cfg.logger == nil {
 		cfg.logger = zap.NewNop()
+	}
+	if cfg.listen != "" {
+		if cfg.members != 1 {
+			return fmt.Errorf("%w: WithClientAddr needs one member, not %d", ErrInvalidOption, cfg.members)
+		}
+		if _, _, err := net.SplitHostPort(cfg.listen); err != nil {
+			return fmt.Errorf("%w: client address %q: %v", ErrInvalidOption, cfg.listen, err)
+		}
 	}
 	if !cfg.timingSet {
 		// A lone member cannot miss a heartbeat, and its first election
@@ -162,7 +178,10 @@ func (c *Cluster) startAll(ctx context.Context) error {
 			index:     i,
 			name:      name,
 			dataDir:   filepath.Join(c.dir, name),
-			clientURL: url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[perMember*i])},
+			clientURL: url.URL{Scheme: c.clientScheme(), Host: fmt.Sprintf("127.0.0.1:%d", ports[perMember*i])},
+		}
+		if c.cfg.listen != "" {
+			m.clientURL.Host = c.cfg.listen
 		}
 		if unixPeers {
 			// etcd takes the host part as a path relative to the working
@@ -269,6 +288,9 @@ func (c *Cluster) newClient(cc clientv3.Config) (*clientv3.Client, error) {
 	if cc.Logger == nil {
 		cc.Logger = zap.NewNop()
 	}
+	if cc.TLS == nil {
+		cc.TLS = c.clientTLS()
+	}
 	cli, err := clientv3.New(cc)
 	if err != nil {
 		return nil, fmt.Errorf("embedtest: new client: %w", err)
@@ -284,6 +306,7 @@ func (c *Cluster) dial(endpoints ...string) (*clientv3.Client, error) {
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         c.clientTLS(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedtest: new client: %w", err)

@@ -35,6 +35,15 @@
 // 5s). Tests that kill members should wait for a new leader (WaitLeader)
 // and retry idempotent writes, as production code must.
 //
+// # TLS
+//
+// WithTLS makes the members serve clients over TLS and require client
+// certificates, from certificates generated in-process when the cluster
+// starts. The cluster's own clients use them; TLSFiles gives the CA and a
+// client certificate as PEM files for a subprocess (etcdctl --cacert
+// --cert --key), and ClientCert issues a certificate for another common
+// name, which etcd's auth takes as the user name.
+//
 // # What embedtest sets, and why
 //
 // Defaults suit tests rather than production:

@@ -96,6 +96,7 @@ func (m *Member) embedConfig(state, initialCluster string) *embed.Config {
 	// long. Tests change membership on purpose; see the package doc.
 	ec.StrictReconfigCheck = false
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(c.logger.Named(m.name))
+	m.cluster.serveTLS(ec)
 	return ec
 }
 

@@ -22,6 +22,8 @@ type config struct {
 	election  time.Duration
 	timingSet bool
 	dir       string
+	tls       bool   // WithTLS
+	listen    string // WithClientAddr
 }
 
 func defaultConfig() config {
@@ -64,6 +66,15 @@ func WithElection(tick, election time.Duration) Option {
 	return optionFunc(func(c *config) {
 		c.tick, c.election, c.timingSet = tick, election, true
 	})
+}
+
+// WithClientAddr makes the only member serve clients on addr, a
+// "host:port" such as "127.0.0.1:2379", instead of a free port of
+// 127.0.0.1; for a server others must find, such as `leasekit etcd`.
+// It needs a single member. Start fails if the address is taken. An
+// address other than loopback serves the network: keep it out of tests.
+func WithClientAddr(addr string) Option {
+	return optionFunc(func(c *config) { c.listen = addr })
 }
 
 // WithDataDir puts the members' data under dir instead of a new temporary

@@ -37,6 +37,7 @@ const proxyQueue = 64
 // it started.
 type Proxy struct {
 	target string
+	scheme string // of Endpoint: "https" in front of a WithTLS member
 	ln     net.Listener
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
@@ -75,6 +76,7 @@ func StartProxy(target string) (*Proxy, error) {
 	}
 	p := &Proxy{
 		target: target,
+		scheme: "http",
 		ln:     ln,
 		done:   make(chan struct{}),
 		conns:  map[*proxyConn]struct{}{},
@@ -101,6 +103,7 @@ func (c *Cluster) NewProxy(i int) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.scheme = c.clientScheme()
 	if err := c.onClose(p.Close); err != nil {
 		p.Close()
 		return nil, err
@@ -109,8 +112,9 @@ func (c *Cluster) NewProxy(i int) (*Proxy, error) {
 }
 
 // Endpoint returns the proxy's URL for clientv3.Config.Endpoints, such as
-// "http://127.0.0.1:40123".
-func (p *Proxy) Endpoint() string { return "http://" + p.ln.Addr().String() }
+// "http://127.0.0.1:40123", or https in front of a member of a cluster
+// started WithTLS (the proxy forwards the TLS bytes untouched).
+func (p *Proxy) Endpoint() string { return p.scheme + "://" + p.ln.Addr().String() }
 
 // Target returns the address the proxy forwards to.
 func (p *Proxy) Target() string { return p.target }

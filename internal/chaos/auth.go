@@ -78,3 +78,18 @@ func (a *Auth) Revoke(ctx context.Context, name, prefix string) error {
 	_, err := a.Root.RoleRevokePermission(ctx, name+"-role", prefix, clientv3.GetPrefixRangeEnd(prefix))
 	return err
 }
+
+// CertClient returns a client that authenticates as the user name by its
+// TLS client certificate alone, without a password; the cluster must have
+// been started WithTLS, and the user made with User.
+func (a *Auth) CertClient(name string) (*clientv3.Client, error) {
+	files, err := a.c.ClientCert(name)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := files.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	return a.c.NewClient(clientv3.Config{TLS: cfg})
+}
