@@ -2,6 +2,7 @@ package election
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -19,11 +20,21 @@ import (
 //
 // Observe follows the election with one watch from the revision it last
 // read, so it misses no change in between. When the watch breaks (the
-// member lost its leader, the connection dropped, the history it needs
-// was compacted) it reads the election again with a linearizable read
-// before it reports anything, so it never reports a leader that was
-// already gone when it reconnected; changes that happened while it was
-// cut off and are no longer current are skipped.
+// member lost its leader, the history it needs was compacted) it reads
+// the election again with a linearizable read before it reports
+// anything. When the connection drops, clientv3 resumes the watch by
+// itself from where it stopped, and etcd then sends everything it missed
+// at once, behind the current revision; Observe recognises that catch-up
+// and reads the election again instead of replaying it. So it never
+// reports a leader that was already gone when it reconnected; changes
+// that happened while it was cut off and are no longer current are
+// skipped.
+//
+// While cut off from etcd Observe reports nothing: the last value it sent
+// stands, however stale, until etcd answers again. A blackholed
+// connection is noticed only by gRPC keepalive pings, if the client sends
+// them (clientv3.Config.DialKeepAliveTime). To act on who leads, ask
+// Leader with a deadline, or use Txn and Guard.
 func (e *Election) Observe(ctx context.Context) <-chan Leader {
 	ch := make(chan Leader)
 	go e.observe(ctx, ch)
@@ -66,6 +77,11 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, errBehind) {
+			// Not a failure: read again at once.
+			e.lg.Debug("observe: the watch fell behind; reading the election again")
+			continue
+		}
 		e.lg.Debug("observe: reading the election again", zap.Error(err), zap.Duration("in", delay))
 		timer := time.NewTimer(delay)
 		select {
@@ -94,8 +110,8 @@ func (o *observer) load(ctx context.Context) (int64, error) {
 }
 
 // follow applies watch events from revision from on, reporting after each
-// revision, until the watch breaks or ctx ends. It reports whether any
-// event arrived.
+// revision, until the watch breaks or falls behind, or ctx ends. It
+// reports whether any event arrived.
 func (o *observer) follow(ctx, wctx context.Context, from int64) (progressed bool, err error) {
 	wctx, cancel := context.WithCancel(wctx)
 	defer cancel()
@@ -106,6 +122,9 @@ func (o *observer) follow(ctx, wctx context.Context, from int64) (progressed boo
 		}
 		if wr.Canceled {
 			return progressed, errWatchClosed
+		}
+		if behind(wr) {
+			return true, errBehind
 		}
 		for i, ev := range wr.Events {
 			progressed = true
@@ -128,6 +147,27 @@ type watchClosed struct{}
 func (watchClosed) Error() string { return "election: observe: watch closed" }
 
 var errWatchClosed error = watchClosed{}
+
+type watchBehind struct{}
+
+func (watchBehind) Error() string { return "election: observe: watch behind" }
+
+var errBehind error = watchBehind{}
+
+// behind reports whether wr carries events that are not the newest
+// change: etcd sends a change as it commits in a response of its own,
+// whose header revision is the change's, but sends what a watch that
+// started in the past missed (a watch clientv3 resumed after a broken
+// connection, or one opened behind the current revision) in one response
+// with the current revision in its header. The states in between were
+// current only while the watcher could not see them.
+func behind(wr clientv3.WatchResponse) bool {
+	if len(wr.Events) == 0 {
+		return false
+	}
+	first, last := wr.Events[0].Kv.ModRevision, wr.Events[len(wr.Events)-1].Kv.ModRevision
+	return first != last || last != wr.Header.Revision
+}
 
 func (o *observer) apply(ev *clientv3.Event) {
 	key := string(ev.Kv.Key)

@@ -3,8 +3,12 @@ package election_test
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
@@ -61,4 +65,49 @@ func TestObserveStartsWithCurrentLeader(t *testing.T) {
 	stop()
 	_, open := <-ch
 	require.False(t, open, "closed when ctx ends")
+}
+
+// An observer cut off from etcd while leaders come and go reports, once
+// it reconnects, the leader at that time, never the ones it missed:
+// clientv3 resumes a broken watch from where it stopped and replays them.
+func TestObserveAfterReconnect(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testCtx(t)
+	const name = "reconnect"
+	proxy, err := c.NewProxy(0)
+	require.NoError(t, err)
+	// gRPC backs off reconnecting for up to 2 minutes; keep it short, or
+	// the test waits for the client rather than for Observe.
+	obsCli, err := c.NewClient(clientv3.Config{
+		Endpoints: []string{proxy.Endpoint()},
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
+		})},
+	})
+	require.NoError(t, err)
+	obs, err := election.New(obsCli, name)
+	require.NoError(t, err)
+	a, b, cc := candidate(t, c, name), candidate(t, c, name), candidate(t, c, name)
+
+	require.NoError(t, a.Campaign(ctx, "a"))
+	octx, stop := context.WithCancel(ctx)
+	defer stop()
+	ch := obs.Observe(octx)
+	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, recv(t, ch))
+
+	proxy.Cut()
+	require.NoError(t, a.Resign(ctx))
+	require.NoError(t, b.Campaign(ctx, "b"))
+	require.NoError(t, b.Resign(ctx))
+	require.NoError(t, cc.Campaign(ctx, "c"))
+	proxy.Heal()
+	require.Equal(t, election.Leader{Value: "c", Rev: cc.Rev()}, recv(t, ch),
+		"after the reconnect: the current leader, not the ones that came and went")
+
+	// It goes on following the election.
+	require.NoError(t, cc.Resign(ctx))
+	require.Equal(t, election.Leader{}, recv(t, ch))
+	stop()
+	for range ch {
+	}
 }
