@@ -17,6 +17,10 @@ import (
 	"github.com/leasekit/leasekit/internal/queue"
 )
 
+// testHookResign, if set by a test, runs in Resign between reading the
+// term and giving it up.
+var testHookResign func()
+
 // MaxNameLen is the longest election name, in bytes.
 const MaxNameLen = keys.MaxNameLen
 
@@ -86,7 +90,11 @@ type term struct {
 	// run is set (under Election.mu) while Run owns the term: Resign
 	// then asks Run to step down, so that duties end before the key goes,
 	// instead of deleting the key itself.
-	run        bool
+	run bool
+	// resigning is set (under Election.mu) once Resign is giving up a term
+	// that Run does not own, so that a Run or Campaign starting meanwhile
+	// campaigns anew instead of taking over a key about to go.
+	resigning  bool
 	stepDown   chan struct{}
 	stepOnce   sync.Once
 	releaseMu  sync.Mutex
@@ -224,7 +232,8 @@ func (e *Election) Campaign(ctx context.Context, value string) error {
 }
 
 // begin claims the campaign slot. It returns the current term if it is
-// alive (Run takes it over), and otherwise gives up a lost term.
+// alive and not being resigned (Run takes it over), and otherwise gives
+// that term up (or waits for Resign to).
 func (e *Election) begin(run bool) (*term, error) {
 	e.mu.Lock()
 	if e.busy {
@@ -233,7 +242,7 @@ func (e *Election) begin(run bool) (*term, error) {
 	}
 	e.busy = true
 	t := e.term
-	if t != nil && t.alive() {
+	if t != nil && t.alive() && !t.resigning {
 		t.run = t.run || run
 		e.mu.Unlock()
 		return t, nil
@@ -471,12 +480,21 @@ func revoke(ctx context.Context, cli *clientv3.Client, ls *lease.Lease) error {
 // term ends by expiry at the latest.
 //
 // While Run owns the term, Resign asks Run to stop the duties first and
-// waits for the handover; Run then campaigns again.
+// waits for the handover; Run then campaigns again. A Run or Campaign
+// that starts while Resign gives up a term never takes that term over:
+// it campaigns anew.
 func (e *Election) Resign(ctx context.Context) error {
 	e.mu.Lock()
 	t := e.term
 	run := t != nil && t.run
+	if t != nil && !run {
+		// From here on, no Run or Campaign takes this term over.
+		t.resigning = true
+	}
 	e.mu.Unlock()
+	if testHookResign != nil {
+		testHookResign()
+	}
 	if t == nil {
 		return nil
 	}

@@ -75,7 +75,7 @@ const (
 // ErrInvalidOption if cb.OnStartedLeading is nil or both
 // OnStoppedLeading and OnStoppedLeadingCause are set, and ErrBusy if a
 // Campaign or Run of this Election is in progress. A term already won by
-// Campaign is taken over.
+// Campaign is taken over, unless Resign is giving it up.
 func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 	if cb.OnStartedLeading == nil {
 		return fmt.Errorf("%w: Callbacks.OnStartedLeading is nil", ErrInvalidOption)
