@@ -5,8 +5,12 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?=
 BENCHFLAGS  ?= -benchtime=2s -count=1
+# make compat: the etcd server versions (tools/compat/etcd/vX.Y) and where
+# their binaries go (ignored by git).
+COMPAT_VERSIONS ?= 3.5 3.6 3.7
+COMPAT_BIN      ?= $(CURDIR)/tools/compat/.bin
 
-.PHONY: all test demo bench lint cover chaos
+.PHONY: all test demo bench lint cover chaos compat
 
 all: lint test
 
@@ -39,3 +43,22 @@ cover:
 ## the history checks. LEASEKIT_CHAOS_SEED replays a schedule.
 chaos:
 	LEASEKIT_CHAOS_ROUNDS=$${LEASEKIT_CHAOS_ROUNDS:-100} $(GO) test -race -count=1 -timeout 60m -run 'UnderFaults' -v ./internal/chaos
+
+## compat: the release check of supported etcd servers. Builds etcd 3.5.21,
+## 3.6.16 and 3.7.3 from the Go module proxy (tools/compat/etcd/vX.Y), then
+## runs the lock, election and rate-limit contracts against three member
+## processes of each (tools/compat). Results: $(COMPAT_BIN)/results-X.Y.txt.
+compat:
+	@mkdir -p $(COMPAT_BIN)
+	@set -e; for v in $(COMPAT_VERSIONS); do \
+		echo "== etcd $$v: build"; \
+		(cd tools/compat/etcd/v$$v && $(GO) build -o $(COMPAT_BIN)/etcd-$$v .); \
+	done
+	@status=0; for v in $(COMPAT_VERSIONS); do \
+		echo "== etcd $$v: contracts"; \
+		out=$(COMPAT_BIN)/results-$$v.txt; \
+		if (cd tools/compat && LEASEKIT_COMPAT_ETCD=$(COMPAT_BIN)/etcd-$$v $(GO) test -count=1 -v -timeout 10m . >$$out 2>&1); \
+		then r=PASS; else r=FAIL; status=1; fi; \
+		grep -E 'compat: |^ *--- |^(ok|FAIL)' $$out | sed 's/^ *//'; \
+		echo "etcd $$v: $$r (full output: $$out)"; \
+	done; exit $$status

@@ -1,0 +1,11 @@
+// Command etcd is etcd's server, version 3.7.3, built from the Go module
+// proxy for leasekit's compatibility suite (make compat).
+package main
+
+import (
+	"os"
+
+	"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
