@@ -61,7 +61,9 @@ func (l *Limiter) run(ctx context.Context) {
 // watchLimit reads the stored limit, then applies every change to it until
 // the watch fails. watched reports whether the read succeeded.
 func (l *Limiter) watchLimit(ctx context.Context, tick <-chan time.Time) (watched bool, err error) {
-	resp, err := l.cli.Get(ctx, l.cfgKey)
+	cctx, cancel := l.callCtx(ctx)
+	resp, err := l.cli.Get(cctx, l.cfgKey)
+	cancel()
 	if err != nil {
 		return false, err
 	}

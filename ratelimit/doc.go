@@ -1,29 +1,82 @@
 // Package ratelimit provides rate limits shared by every instance of a
-// service through etcd, such as "at most 50 calls/s to this partner API,
-// per account, across all replicas".
+// service through etcd, such as "each API key gets 100 requests a minute,
+// whichever replica serves them" or "at most 50 calls/s to this partner
+// API, per account, across all replicas".
 //
-// A Limiter enforces one Limit on many keys (an account, a tenant, a
+// A Limiter enforces one Limit on many keys (an API key, an account, a
 // client IP), each with its own bucket. Its API follows
 // golang.org/x/time/rate and go-redis/redis_rate: Allow answers at once
-// with a Result, Wait blocks until the event may happen. The most common
-// use:
+// with a Result, Wait blocks until the event may happen, Reserve schedules
+// it. Middleware puts a Limiter in front of net/http handlers, the most
+// common use:
 //
-//	lim, err := ratelimit.New(cli, "partner-api", ratelimit.PerSecond(50))
+//	lim, err := ratelimit.New(cli, "public-api", ratelimit.PerMinute(100))
 //	if err != nil {
 //		return err
 //	}
 //	defer lim.Close()
 //
-//	// In each request:
+//	limited := ratelimit.Middleware(lim, func(r *http.Request) string {
+//		return r.Header.Get("X-API-Key")
+//	})
+//	http.Handle("/api/", limited(api))
+//
+// or, to decide yourself:
+//
 //	r, err := lim.Allow(ctx, accountID)
 //	if err != nil {
-//		return err // etcd unreachable: fail closed, or open, as you choose
+//		return err // ErrUnavailable: etcd unreachable, see OutagePolicy
 //	}
 //	if r.Allowed == 0 {
-//		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(r.RetryAfter.Seconds()))))
-//		w.WriteHeader(http.StatusTooManyRequests)
-//		return nil
+//		return fmt.Errorf("over the limit; retry in %v", r.RetryAfter)
 //	}
+//
+// # HTTP
+//
+// Middleware answers a request over the limit with 429 Too Many Requests
+// and Retry-After in whole seconds, rounded up. Every limited response,
+// allowed or not, carries the RateLimit-Policy and RateLimit header fields
+// of draft-ietf-httpapi-ratelimit-headers-11 (May 2026):
+//
+//	RateLimit-Policy: "public-api";q=100;w=60
+//	RateLimit: "public-api";r=42;t=1
+//
+// r is the quota left and t the seconds until the bucket gains its next
+// token; Middleware's documentation gives the exact meaning of each.
+// Options pick a Limiter per route or per class of key (SelectLimiter),
+// the cost of a request (Cost), the requests that are exempt (Exempt) and
+// the responses to a denial or an error (OnDenied, OnError).
+//
+// # Reservations
+//
+// ReserveN takes tokens now, going into debt if need be, and says how long
+// to wait before acting, as x/time/rate's ReserveN does; other instances
+// see the debt. Cancel before the time to act gives the tokens back to the
+// shared bucket by moving its arrival time back, which keeps the bound
+// below even with reservations made after the cancelled one; after that
+// time it gives nothing back. Reservation.Cancel documents every case.
+//
+// # When etcd is unreachable
+//
+// Every etcd call made for a caller is bounded by the caller's ctx and by
+// a call timeout (WithCallTimeout, 1s by default). A call that fails or
+// times out while the caller's ctx is alive starts an outage: from then on
+// calls that need etcd are decided at once by the outage policy
+// (WithOutagePolicy), until a background probe reaches etcd again:
+//
+//   - FailClosed, the default: refuse with ErrUnavailable (Middleware
+//     answers 503). The limit holds; the service does not.
+//   - FailOpen: allow. The service stays up; the limit is off.
+//   - FailLocal: allow each instance Rate/N and Burst/N from a bucket in
+//     memory per key, where N is the number of live instances, which each
+//     instance counts from keys the others keep on leases of their own.
+//     What it allowed is charged to the shared bucket when etcd is back.
+//
+// Denials answered from the cached bucket state and calls served from
+// tokens held in a batch need no etcd and go on as usual. Result.Degraded
+// marks decisions made by the policy, and a Metrics that implements
+// OutageMetrics (ratelimitprom does) counts them. OutagePolicy has the
+// details and the bound each policy keeps.
 //
 // # Algorithm and cost
 //
@@ -33,9 +86,12 @@
 // on an instance's first use of a key, one more round trip that reads the
 // fresh state. A denial writes nothing and is normally answered without
 // contacting etcd at all: every writer only moves a TAT forward, so a
-// bucket that an instance last saw short of tokens is still short. An
-// instance talks to etcd about one key one call at a time, since etcd
-// serialises the writes to a key anyway.
+// bucket that an instance last saw short of tokens is still short. (The
+// exceptions, Reservation.Cancel and a bucket reset by hand, give tokens
+// back; an instance that has not seen them yet denies from its older
+// state, which is strict, never loose.) An instance talks to etcd about
+// one key one call at a time, since etcd serialises the writes to a key
+// anyway.
 //
 // # Guarantees
 //
@@ -75,6 +131,13 @@
 // and a call may be denied while the shared bucket holds fewer tokens than
 // this instance's batch.
 //
+// Reservations count at the moment they were made for: the bounds hold
+// for events done when Reservation.Delay said, not for events done later.
+// While etcd is unreachable, the bounds hold under FailClosed; FailLocal
+// keeps them, with N counted right, up to one extra Burst at the start of
+// the outage, plus the share of any instance cut off alone; FailOpen
+// drops them (see OutagePolicy).
+//
 // A limit can be changed while instances run (SetLimit, below). The TAT
 // carries over, so time owed under the old limit is still owed.
 //
@@ -84,6 +147,7 @@
 //
 //	P N /limit     the limit set with SetLimit, JSON: {"rate":100,"period":"1s","burst":100}
 //	P N /b/ KEY    the bucket of KEY: "tat=<unix ns> now=<unix ns>"
+//	P N /i/ ID     a live instance under FailLocal, on its own 5s lease; ID is the lease in hex
 //
 // N and KEY are percent-encoded ('%', '/', and bytes outside printable
 // ASCII), so no name or key is a prefix of another's key range; both must

@@ -24,6 +24,11 @@ var (
 	// ErrInvalidOption is returned by New for an option value that cannot
 	// work, such as a negative batch window.
 	ErrInvalidOption = errors.New("ratelimit: invalid option")
+	// ErrUnavailable is returned, under the FailClosed outage policy, by
+	// calls that need etcd while it is unreachable or refuses them. The
+	// error also wraps etcd's error, or context.DeadlineExceeded for a call
+	// that ran out of its call timeout. Nothing was allowed.
+	ErrUnavailable = errors.New("ratelimit: etcd unavailable")
 	// ErrClosed is returned by calls on a Limiter after Close.
 	ErrClosed = errors.New("ratelimit: limiter closed")
 )

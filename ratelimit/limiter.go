@@ -31,6 +31,10 @@ type Result struct {
 	// ResetAfter is the time until the bucket is full again if nobody
 	// takes from it.
 	ResetAfter time.Duration
+	// Degraded reports a decision made by the outage policy, FailOpen or
+	// FailLocal, because etcd could not be used. Under FailLocal the other
+	// fields describe this instance's local share of the bucket.
+	Degraded bool
 }
 
 // Limiter enforces one Limit on every key of one name, shared by every
@@ -47,12 +51,17 @@ type Result struct {
 // in heavy use takes tokens in batches and serves them from memory; see
 // the package documentation for the guarantees of each mode.
 //
-// A Limiter runs one goroutine, which reads and watches the stored limit;
-// Close stops it. Calls wait until it has read the limit once. If etcd
+// A Limiter runs a goroutine that reads and watches the stored limit, one
+// that probes etcd during an outage and, under FailLocal, one that counts
+// the live instances; Close stops them. Calls wait until the limit has
+// been read once, for at most the call timeout (WithCallTimeout); if etcd
 // definitely refuses that read (permission denied, failed authentication,
-// an invalid argument), calls fail at once with an error wrapping etcd's
-// while the goroutine keeps retrying; transient errors are retried while
-// calls wait for their ctx.
+// an invalid argument) or does not answer in time, the outage policy
+// decides the call.
+//
+// When etcd is unreachable or refuses, WithOutagePolicy decides: refuse
+// with ErrUnavailable (FailClosed, the default), allow (FailOpen), or allow
+// a share of the limit per instance (FailLocal). See OutagePolicy.
 type Limiter struct {
 	cli    *clientv3.Client
 	name   string
@@ -65,6 +74,13 @@ type Limiter struct {
 	leases *leases
 	lg     *zap.Logger
 	m      Metrics
+	om     OutageMetrics // m if it implements OutageMetrics
+
+	down atomic.Bool   // etcd unreachable: decide by the outage policy
+	kick chan struct{} // wakes probe at the start of an outage
+	live atomic.Int64  // live instances counted under FailLocal; 0 unknown
+
+	hdr atomic.Pointer[policyHeader] // Middleware's header values, cached
 
 	limitMu  sync.Mutex
 	limitRev int64 // etcd revision of the limit in force; 0 for New's
@@ -81,7 +97,8 @@ type Limiter struct {
 	closed    chan struct{}
 	closeOnce sync.Once
 	cancel    context.CancelFunc
-	done      chan struct{} // closed when run returns
+	done      chan struct{}  // closed when run returns
+	wg        sync.WaitGroup // probe and register
 
 	mu   sync.Mutex
 	keys map[string]*keyState
@@ -102,6 +119,11 @@ type keyState struct {
 	since     int64  // start of the current demand sample; 0 before the first
 	demand    float64
 	lastUse   int64
+
+	// The local bucket of FailLocal, used while etcd is unreachable.
+	local    int64 // its arrival time
+	localSet bool  // local is set for the current outage
+	owed     int64 // tokens it allowed, to charge to the shared bucket
 }
 
 // New returns a Limiter that enforces limit on the keys of name, unless a
@@ -141,6 +163,8 @@ func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limit
 		leases:  newLeases(cli),
 		lg:      cfg.logger.With(zap.String("limiter", name)),
 		m:       cfg.metrics,
+		om:      nopOutageMetrics{},
+		kick:    make(chan struct{}, 1),
 		ready:   make(chan struct{}),
 		refused: make(chan struct{}),
 		closed:  make(chan struct{}),
@@ -148,9 +172,18 @@ func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limit
 		done:    make(chan struct{}),
 		keys:    make(map[string]*keyState),
 	}
+	if om, ok := cfg.metrics.(OutageMetrics); ok {
+		l.om = om
+	}
 	l.cfgKey = l.base + "limit"
 	l.cur.Store(p)
 	go l.run(ctx)
+	l.wg.Add(1)
+	go l.probe(ctx)
+	if cfg.outage == FailLocal {
+		l.wg.Add(1)
+		go l.register(ctx)
+	}
 	return l, nil
 }
 
@@ -179,20 +212,24 @@ func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 }
 
 // AllowN reports whether n events may happen now for key, and takes them
-// from key's bucket if so. It never waits for tokens, only for etcd.
+// from key's bucket if so. It never waits for tokens, only for etcd, and
+// for etcd at most the call timeout (WithCallTimeout) per call.
 //
 // n must be between 1 and Burst, or AllowN returns ErrInvalidN. An error
 // means that nothing was allowed; the tokens may still have been taken if
 // etcd committed a write whose reply was lost, which errs on the strict
-// side. Until the stored limit has been read once, AllowN waits for it; if
-// etcd definitely refuses that read (rpctypes.ErrPermissionDenied, an auth
-// failure, an invalid argument), AllowN and WaitN return at once with an
-// error wrapping etcd's, checkable with errors.Is.
+// side. Until the stored limit has been read once, AllowN waits for it.
+//
+// When etcd is unreachable or refuses (rpctypes.ErrPermissionDenied, an
+// auth failure, an invalid argument), the outage policy decides: under
+// FailClosed, the default, AllowN returns at once with an error wrapping
+// both ErrUnavailable and etcd's error, checkable with errors.Is.
 func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error) {
 	if n < 1 {
 		return Result{}, fmt.Errorf("%w: n=%d; want >= 1", ErrInvalidN, n)
 	}
-	if err := l.waitReady(ctx); err != nil {
+	cause, err := l.waitReady(ctx)
+	if err != nil {
 		return Result{}, err
 	}
 	ks, err := l.acquire(ctx, key)
@@ -201,7 +238,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	}
 	defer l.release(ks)
 	ks.requested += int64(n)
-	r, err := l.allow(ctx, ks, n)
+	r, err := l.allow(ctx, ks, n, cause)
 	switch {
 	case err != nil:
 	case r.Allowed > 0:
@@ -276,16 +313,18 @@ func (l *Limiter) SetLimit(ctx context.Context, lim Limit) error {
 	return nil
 }
 
-// Close stops the limiter's goroutine. Calls made after Close return
+// Close stops the limiter's goroutines. Calls made after Close return
 // ErrClosed. Close leaves the buckets in etcd alone, so they neither
-// refill nor vanish early because an instance stopped. It is safe to call
-// more than once.
+// refill nor vanish early because an instance stopped; under FailLocal it
+// revokes this instance's registration, waiting for etcd at most 2s. It is
+// safe to call more than once.
 func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)
 		l.cancel()
 	})
 	<-l.done
+	l.wg.Wait()
 	return nil
 }
 
@@ -299,42 +338,67 @@ func (l *Limiter) checkOpen() error {
 }
 
 // waitReady waits until the stored limit, if any, is known, so that a new
-// instance never enforces a stale limit. It returns etcd's refusal of the
-// read at once instead of waiting for a retry that cannot help.
-func (l *Limiter) waitReady(ctx context.Context) error {
+// instance never enforces a stale limit. It waits at most the call
+// timeout, and not at all during an outage or after etcd refused the read:
+// then it returns the cause, for the outage policy to decide with the
+// limit given to New. err is ErrClosed or the caller's ctx.Err().
+func (l *Limiter) waitReady(ctx context.Context) (cause, err error) {
 	if err := l.checkOpen(); err != nil {
-		return err
+		return nil, err
 	}
 	select {
 	case <-l.ready:
-		return nil
+		return nil, nil
 	default:
 	}
 	l.refMu.Lock()
 	refused := l.refused
 	l.refMu.Unlock()
-	select {
-	case <-l.ready:
-		return nil
-	case <-refused:
+	refusal := func() (cause, err error) {
 		select {
 		case <-l.ready:
-			return nil
+			return nil, nil
 		default:
 		}
 		l.refMu.Lock()
-		err := l.refusal
+		err = l.refusal
 		l.refMu.Unlock()
 		if err == nil { // cleared by a read that succeeded just now
-			return nil
+			return nil, nil
 		}
-		return fmt.Errorf("ratelimit: load limit: %w", err)
+		cause = fmt.Errorf("ratelimit: load limit: %w", err)
+		l.failed(cause)
+		return cause, nil
+	}
+	select {
+	case <-refused:
+		return refusal()
+	default:
+	}
+	if l.down.Load() {
+		return errNotLoaded, nil
+	}
+	t := time.NewTimer(l.cfg.timeout)
+	defer t.Stop()
+	select {
+	case <-l.ready:
+		return nil, nil
+	case <-refused:
+		return refusal()
+	case <-t.C:
+		cause := fmt.Errorf("%w within %v", errNotLoaded, l.cfg.timeout)
+		l.failed(cause)
+		return cause, nil
 	case <-l.closed:
-		return ErrClosed
+		return nil, ErrClosed
 	case <-ctx.Done():
-		return fmt.Errorf("ratelimit: load limit: %w", ctx.Err())
+		return nil, fmt.Errorf("ratelimit: load limit: %w", ctx.Err())
 	}
 }
+
+// errNotLoaded is the cause of an outage decision made before the stored
+// limit could be read.
+var errNotLoaded = errors.New("ratelimit: stored limit not read")
 
 // setRefusal records etcd's refusal of the read of the stored limit, or
 // clears it for nil, and wakes the calls waiting in waitReady.
@@ -388,8 +452,10 @@ func (l *Limiter) release(ks *keyState) {
 // exact mode, just n) from the bucket by compare-and-swap, retrying with
 // the fresh state after a conflict. A denial comes from the cached state
 // and writes nothing: others only ever move a bucket's arrival time
-// forward, so a bucket that was short of tokens is still short.
-func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error) {
+// forward, so a bucket that was short of tokens is still short. A call
+// that needs etcd while it is unreachable (cause != nil, or l.down, or a
+// failed write) is decided by the outage policy.
+func (l *Limiter) allow(ctx context.Context, ks *keyState, n int, cause error) (Result, error) {
 	for {
 		if err := ctx.Err(); err != nil {
 			return Result{}, fmt.Errorf("ratelimit: %w", err)
@@ -417,31 +483,23 @@ func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error
 			r.RetryAfter = time.Duration(wait)
 			return r, nil
 		}
-		lid, err := l.leases.get(ctx, time.Duration(tat-now), time.Duration(p.tol))
-		if err != nil {
-			return Result{}, err
+		if cause == nil && l.down.Load() {
+			cause = errDown
 		}
-		b := bucket{tat: tat, now: now}
-		resp, err := l.cli.Txn(ctx).
-			If(clientv3.Compare(clientv3.ModRevision(ks.bucketKey), "=", ks.modRev)).
-			Then(clientv3.OpPut(ks.bucketKey, b.encode(), clientv3.WithLease(lid))).
-			Else(clientv3.OpGet(ks.bucketKey)).
-			Commit()
+		if cause != nil {
+			return l.withoutEtcd(ks, p, now, n, cause)
+		}
+		done, err := l.write(ctx, ks, p, now, ks.charge(p, now, tat))
 		if err != nil {
-			if errors.Is(err, rpctypes.ErrLeaseNotFound) {
-				if err := l.leases.drop(ctx, lid); err != nil {
-					return Result{}, fmt.Errorf("ratelimit: %w", err)
-				}
-				continue
+			if ctx.Err() != nil {
+				return Result{}, fmt.Errorf("ratelimit: %w", ctx.Err())
 			}
-			return Result{}, fmt.Errorf("ratelimit: update %q: %w", ks.bucketKey, err)
+			l.failed(err)
+			return l.withoutEtcd(ks, p, now, n, err)
 		}
-		if !resp.Succeeded {
-			l.m.Conflict(l.name)
-			l.load(ks, resp.Responses[0].GetResponseRange().Kvs)
+		if !done {
 			continue
 		}
-		ks.modRev, ks.b = resp.Header.Revision, b
 		if ks.held > 0 {
 			l.m.Held(l.name, -ks.held)
 		}
@@ -451,6 +509,44 @@ func (l *Limiter) allow(ctx context.Context, ks *keyState, n int) (Result, error
 		}
 		return ks.result(p, now, n), nil
 	}
+}
+
+// errDown is the cause of decisions made during an outage without trying
+// etcd again.
+var errDown = errors.New("ratelimit: etcd unreachable; waiting for the probe to reach it")
+
+// write stores tat as ks's bucket if the bucket has not changed since ks
+// last saw it, in one compare-and-swap bounded by the call timeout. done
+// is false after a lost race, with the fresh state loaded, and after the
+// lease was found gone; the caller decides again from ks. An error is
+// etcd's or ctx's.
+func (l *Limiter) write(ctx context.Context, ks *keyState, p *params, now, tat int64) (done bool, err error) {
+	cctx, cancel := l.callCtx(ctx)
+	defer cancel()
+	lid, err := l.leases.get(cctx, time.Duration(tat-now), time.Duration(p.tol))
+	if err != nil {
+		return false, err
+	}
+	b := bucket{tat: tat, now: now}
+	resp, err := l.cli.Txn(cctx).
+		If(clientv3.Compare(clientv3.ModRevision(ks.bucketKey), "=", ks.modRev)).
+		Then(clientv3.OpPut(ks.bucketKey, b.encode(), clientv3.WithLease(lid))).
+		Else(clientv3.OpGet(ks.bucketKey)).
+		Commit()
+	if err != nil {
+		if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+			return false, l.leases.drop(cctx, lid)
+		}
+		return false, fmt.Errorf("ratelimit: update %q: %w", ks.bucketKey, err)
+	}
+	if !resp.Succeeded {
+		l.m.Conflict(l.name)
+		l.load(ks, resp.Responses[0].GetResponseRange().Kvs)
+		return false, nil
+	}
+	ks.modRev, ks.b = resp.Header.Revision, b
+	ks.written()
+	return true, nil
 }
 
 // load caches the bucket state read after a lost compare-and-swap.

@@ -24,6 +24,13 @@ type optionFunc func(*config)
 
 func (f optionFunc) apply(c *config) { f(c) }
 
+// DefaultCallTimeout bounds each etcd call a Limiter makes on behalf of a
+// caller unless WithCallTimeout says otherwise. A write to etcd takes about
+// a millisecond, and an etcd leader election a second or two: a call that
+// has not returned by then finds etcd unreachable, and the outage policy
+// decides.
+const DefaultCallTimeout = time.Second
+
 type config struct {
 	prefix  string
 	window  time.Duration
@@ -31,10 +38,19 @@ type config struct {
 	logger  *zap.Logger
 	metrics Metrics
 	onLimit func(Limit)
+	outage  OutagePolicy
+	timeout time.Duration
 }
 
 func defaultConfig() config {
-	return config{prefix: DefaultPrefix, window: DefaultBatchWindow, logger: zap.NewNop(), metrics: nopMetrics{}}
+	return config{
+		prefix:  DefaultPrefix,
+		window:  DefaultBatchWindow,
+		logger:  zap.NewNop(),
+		metrics: nopMetrics{},
+		outage:  FailClosed,
+		timeout: DefaultCallTimeout,
+	}
 }
 
 func (c *config) validate() error {
@@ -43,6 +59,12 @@ func (c *config) validate() error {
 	}
 	if c.window < 0 {
 		return fmt.Errorf("%w: batch window %v; want >= 0", ErrInvalidOption, c.window)
+	}
+	if c.outage < FailClosed || c.outage > FailLocal {
+		return fmt.Errorf("%w: outage policy %d", ErrInvalidOption, int(c.outage))
+	}
+	if c.timeout <= 0 {
+		return fmt.Errorf("%w: call timeout %v; want > 0", ErrInvalidOption, c.timeout)
 	}
 	if c.logger == nil {
 		c.logger = zap.NewNop()
@@ -96,4 +118,20 @@ func WithMetrics(m Metrics) Option {
 // call SetLimit.
 func WithLimitHook(f func(Limit)) Option {
 	return optionFunc(func(c *config) { c.onLimit = f })
+}
+
+// WithOutagePolicy says what Allow, Wait and Reserve do when they need etcd
+// and cannot reach it, or etcd refuses them (default FailClosed). See
+// OutagePolicy. Every instance of a name should use the same policy.
+func WithOutagePolicy(p OutagePolicy) Option {
+	return optionFunc(func(c *config) { c.outage = p })
+}
+
+// WithCallTimeout bounds each etcd call that Allow, Wait and Reserve make
+// (default DefaultCallTimeout), on top of the caller's ctx. A call that
+// times out while the caller's ctx is still alive counts as an outage, and
+// the outage policy decides; later calls do not wait for etcd again until
+// a background probe reaches it.
+func WithCallTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.timeout = d })
 }

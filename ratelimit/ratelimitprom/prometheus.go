@@ -25,20 +25,33 @@ import (
 // ErrNilRegisterer is returned by New for a nil prometheus.Registerer.
 var ErrNilRegisterer = errors.New("ratelimitprom: nil registerer")
 
-// Metrics implements ratelimit.Metrics with these Prometheus series, all
-// labelled by limiter:
+// Metrics implements ratelimit.Metrics and ratelimit.OutageMetrics with
+// these Prometheus series, all labelled by limiter:
 //
 //	leasekit_ratelimit_allowed_total       counter: events allowed
 //	leasekit_ratelimit_denied_total        counter: events denied
 //	leasekit_ratelimit_near_limit_total    counter: allowed calls that left < Burst/10
 //	leasekit_ratelimit_cas_conflicts_total counter: compare-and-swaps lost to another writer
 //	leasekit_ratelimit_tokens_held         gauge: tokens held by this process from batches
+//	leasekit_ratelimit_without_etcd_total  counter: events decided by the outage policy, by outcome
+//	leasekit_ratelimit_etcd_unreachable    gauge: 1 while this process finds etcd unreachable
+//	leasekit_ratelimit_live_instances      gauge: live instances counted under FailLocal
+//
+// without_etcd_total has a second label, outcome: "allowed" (FailOpen or
+// FailLocal), "denied" (FailLocal's share used up) or "refused"
+// (FailClosed, or FailLocal before it has counted the instances). Events
+// allowed or denied without etcd count in allowed_total and denied_total
+// too.
 type Metrics struct {
 	allowed, denied, near, conflicts *prometheus.CounterVec
-	held                             *prometheus.GaugeVec
+	withoutEtcd                      *prometheus.CounterVec
+	held, unreachable, live          *prometheus.GaugeVec
 }
 
-var _ ratelimit.Metrics = (*Metrics)(nil)
+var (
+	_ ratelimit.Metrics       = (*Metrics)(nil)
+	_ ratelimit.OutageMetrics = (*Metrics)(nil)
+)
 
 // New registers the series on reg, never on the global registry unless
 // reg is prometheus.DefaultRegisterer. It fails if reg is nil or already
@@ -52,17 +65,25 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help,
 		}, []string{"limiter"})
 	}
+	gauge := func(name, help string) *prometheus.GaugeVec {
+		return prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help,
+		}, []string{"limiter"})
+	}
 	m := &Metrics{
 		allowed:   counter("allowed_total", "Events allowed."),
 		denied:    counter("denied_total", "Events denied."),
 		near:      counter("near_limit_total", "Allowed calls that left less than a tenth of the burst."),
 		conflicts: counter("cas_conflicts_total", "Compare-and-swaps that lost to another writer and were retried."),
-		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "leasekit", Subsystem: "ratelimit", Name: "tokens_held",
-			Help: "Tokens this process took in batches and has not used yet.",
-		}, []string{"limiter"}),
+		withoutEtcd: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "leasekit", Subsystem: "ratelimit", Name: "without_etcd_total",
+			Help: "Events decided by the outage policy because etcd could not be used, by outcome.",
+		}, []string{"limiter", "outcome"}),
+		held:        gauge("tokens_held", "Tokens this process took in batches and has not used yet."),
+		unreachable: gauge("etcd_unreachable", "1 while this process finds etcd unreachable or refusing, else 0."),
+		live:        gauge("live_instances", "Live instances of the limiter counted by this process (FailLocal only)."),
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.near, m.conflicts, m.held} {
+	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.near, m.conflicts, m.held, m.withoutEtcd, m.unreachable, m.live} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("ratelimitprom: register: %w", err)
 		}
@@ -85,4 +106,23 @@ func (m *Metrics) Conflict(limiter string) { m.conflicts.WithLabelValues(limiter
 // Held implements ratelimit.Metrics.
 func (m *Metrics) Held(limiter string, delta int) {
 	m.held.WithLabelValues(limiter).Add(float64(delta))
+}
+
+// Unreachable implements ratelimit.OutageMetrics.
+func (m *Metrics) Unreachable(limiter string, down bool) {
+	v := 0.0
+	if down {
+		v = 1
+	}
+	m.unreachable.WithLabelValues(limiter).Set(v)
+}
+
+// WithoutEtcd implements ratelimit.OutageMetrics.
+func (m *Metrics) WithoutEtcd(limiter, outcome string, n int) {
+	m.withoutEtcd.WithLabelValues(limiter, outcome).Add(float64(n))
+}
+
+// LiveInstances implements ratelimit.OutageMetrics.
+func (m *Metrics) LiveInstances(limiter string, n int) {
+	m.live.WithLabelValues(limiter).Set(float64(n))
 }

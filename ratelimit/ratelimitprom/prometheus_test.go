@@ -4,11 +4,13 @@ import (
 	"context"
 	"fmt"
 	"log"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/leasekit/leasekit/embedtest"
@@ -18,7 +20,7 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
-// values returns every series in reg as "name{limiter} value".
+// values returns every series in reg as "name{label values} value".
 func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	mfs, err := reg.Gather()
 	if err != nil {
@@ -28,7 +30,11 @@ func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			v := m.GetCounter().GetValue() + m.GetGauge().GetValue()
-			out[mf.GetName()+"{"+m.GetLabel()[0].GetValue()+"}"] = v
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetValue())
+			}
+			out[mf.GetName()+"{"+strings.Join(labels, ",")+"}"] = v
 		}
 	}
 	return out
@@ -68,6 +74,57 @@ func TestMetrics(t *testing.T) {
 		"leasekit_ratelimit_near_limit_total{api}":    1,
 		"leasekit_ratelimit_cas_conflicts_total{api}": 1,
 	}, values(t, reg))
+}
+
+// TestOutageMetrics cuts two limiters off from etcd with a proxy: the
+// decisions their outage policies make without etcd are counted, and the
+// unreachable gauge is up.
+func TestOutageMetrics(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := ratelimitprom.New(reg)
+	require.NoError(t, err)
+	c := embedtest.New(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	p, err := c.NewProxy(0)
+	require.NoError(t, err)
+	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
+	require.NoError(t, err)
+	var lims []*ratelimit.Limiter
+	for _, policy := range []ratelimit.OutagePolicy{ratelimit.FailOpen, ratelimit.FailClosed} {
+		l, err := ratelimit.New(cli, policy.String(), ratelimit.PerSecond(10), ratelimit.WithMetrics(m),
+			ratelimit.WithOutagePolicy(policy), ratelimit.WithCallTimeout(200*time.Millisecond))
+		require.NoError(t, err)
+		defer l.Close()
+		_, err = l.Allow(ctx, "k")
+		require.NoError(t, err)
+		lims = append(lims, l)
+	}
+	p.Cut()
+	for _, l := range lims {
+		for range 2 {
+			_, err := l.AllowN(ctx, "k", 3)
+			if l.Name() == "FailClosed" {
+				require.ErrorIs(t, err, ratelimit.ErrUnavailable)
+			} else {
+				require.NoError(t, err)
+			}
+		}
+	}
+	require.Equal(t, map[string]float64{
+		"leasekit_ratelimit_allowed_total{FailOpen}":                7,
+		"leasekit_ratelimit_allowed_total{FailClosed}":              1,
+		"leasekit_ratelimit_without_etcd_total{FailOpen,allowed}":   6,
+		"leasekit_ratelimit_without_etcd_total{FailClosed,refused}": 6,
+		"leasekit_ratelimit_etcd_unreachable{FailOpen}":             1,
+		"leasekit_ratelimit_etcd_unreachable{FailClosed}":           1,
+	}, values(t, reg))
+	p.Heal()
+
+	m.LiveInstances("local", 3)
+	require.Equal(t, 3.0, values(t, reg)["leasekit_ratelimit_live_instances{local}"])
+	m.Unreachable("local", false)
+	require.Zero(t, values(t, reg)["leasekit_ratelimit_etcd_unreachable{local}"])
 }
 
 func Example() {
