@@ -186,8 +186,8 @@ func ExampleLimiter_Reserve() {
 	}
 	defer etcd.Close()
 
-	// 10 jobs a second, one at a time.
-	lim, err := ratelimit.New(etcd.Client(), "jobs", ratelimit.Limit{Rate: 10, Period: time.Second, Burst: 1})
+	// One job a second.
+	lim, err := ratelimit.New(etcd.Client(), "jobs", ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func ExampleLimiter_Reserve() {
 		if err != nil {
 			log.Fatal(err)
 		}
-		fmt.Printf("job %d: start in %v\n", i, last.Delay().Round(100*time.Millisecond))
+		fmt.Printf("job %d: start in %v\n", i, last.Delay().Round(time.Second))
 	}
 	if err := last.Cancel(ctx); err != nil {
 		log.Fatal(err)
@@ -208,12 +208,12 @@ func ExampleLimiter_Reserve() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("job 3 cancelled; job 4: start in %v\n", next.Delay().Round(100*time.Millisecond))
+	fmt.Printf("job 3 cancelled; job 4: start in %v\n", next.Delay().Round(time.Second))
 	// Output:
 	// job 1: start in 0s
-	// job 2: start in 100ms
-	// job 3: start in 200ms
-	// job 3 cancelled; job 4: start in 200ms
+	// job 2: start in 1s
+	// job 3: start in 2s
+	// job 3 cancelled; job 4: start in 2s
 }
 
 // The outage policy decides what calls get while etcd is unreachable: here
@@ -238,7 +238,7 @@ func ExampleWithOutagePolicy() {
 	var lims []*ratelimit.Limiter
 	for _, policy := range policies {
 		lim, err := ratelimit.New(cli, "search-"+policy.String(), ratelimit.PerSecond(10),
-			ratelimit.WithOutagePolicy(policy), ratelimit.WithCallTimeout(100*time.Millisecond))
+			ratelimit.WithOutagePolicy(policy), ratelimit.WithCallTimeout(500*time.Millisecond))
 		if err != nil {
 			log.Fatal(err)
 		}

@@ -125,8 +125,14 @@ func TestBadInput(t *testing.T) {
 			require.Zero(t, r)
 			// WaitN fails at once too: it never waits for the impossible.
 			require.ErrorIs(t, l.WaitN(ctx, tc.key, tc.n), tc.want)
+			res, err := l.ReserveN(ctx, tc.key, tc.n)
+			require.ErrorIs(t, err, tc.want)
+			require.Nil(t, res)
 		})
 	}
+	r, err := l.AllowN(ctx, "k", 10)
+	require.NoError(t, err)
+	require.Equal(t, 10, r.Allowed, "bad calls took nothing")
 	t.Run("SetLimit", func(t *testing.T) {
 		require.ErrorIs(t, l.SetLimit(ctx, ratelimit.PerSecond(0)), ratelimit.ErrInvalidLimit)
 		require.Equal(t, ok, l.Limit())

@@ -14,11 +14,16 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// The response header fields Middleware sets, from
-// draft-ietf-httpapi-ratelimit-headers-11 (May 2026).
+// The response header fields Middleware sets.
 const (
-	HeaderPolicy     = "RateLimit-Policy"
-	HeaderRateLimit  = "RateLimit"
+	// HeaderPolicy is the quota policy of draft-ietf-httpapi-ratelimit-headers-11
+	// (May 2026): "name";q=Rate;w=Period in seconds.
+	HeaderPolicy = "RateLimit-Policy"
+	// HeaderRateLimit is the service limit of the same draft:
+	// "name";r=remaining;t=seconds.
+	HeaderRateLimit = "RateLimit"
+	// HeaderRetryAfter is RFC 9110's Retry-After, in whole seconds, set on
+	// a denial (429) and under FailClosed during an outage (503).
 	HeaderRetryAfter = "Retry-After"
 )
 

@@ -2,7 +2,6 @@ package ratelimit_test
 
 import (
 	"context"
-	"strings"
 	"testing"
 	"time"
 
@@ -113,33 +112,4 @@ func TestReserveDeadline(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.OK())
 	require.Equal(t, time.Hour, r.Delay())
-}
-
-// TestReserveBadInput: bad n and bad keys are refused with an error,
-// before anything is taken.
-func TestReserveBadInput(t *testing.T) {
-	c := embedtest.New(t)
-	ctx := testCtx(t)
-	l := newLimiter(t, c.Client(), "reserve-bad", ratelimit.PerSecond(10))
-	for _, tc := range []struct {
-		name string
-		key  string
-		n    int
-		want error
-	}{
-		{"zero n", "k", 0, ratelimit.ErrInvalidN},
-		{"negative n", "k", -3, ratelimit.ErrInvalidN},
-		{"n over burst", "k", 11, ratelimit.ErrInvalidN},
-		{"empty key", "", 1, ratelimit.ErrInvalidKey},
-		{"key too long", strings.Repeat("k", 1025), 1, ratelimit.ErrInvalidKey},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r, err := l.ReserveN(ctx, tc.key, tc.n)
-			require.ErrorIs(t, err, tc.want)
-			require.Nil(t, r)
-		})
-	}
-	r, err := l.AllowN(ctx, "k", 10)
-	require.NoError(t, err)
-	require.Equal(t, 10, r.Allowed, "nothing was taken")
 }

@@ -93,7 +93,7 @@ func TestOutageMetrics(t *testing.T) {
 	var lims []*ratelimit.Limiter
 	for _, policy := range []ratelimit.OutagePolicy{ratelimit.FailOpen, ratelimit.FailClosed} {
 		l, err := ratelimit.New(cli, policy.String(), ratelimit.PerSecond(10), ratelimit.WithMetrics(m),
-			ratelimit.WithOutagePolicy(policy), ratelimit.WithCallTimeout(200*time.Millisecond))
+			ratelimit.WithOutagePolicy(policy), ratelimit.WithCallTimeout(time.Second))
 		require.NoError(t, err)
 		defer l.Close()
 		_, err = l.Allow(ctx, "k")
