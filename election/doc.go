@@ -34,8 +34,8 @@
 //     expire it, and the duties' context is cancelled then.
 //   - A candidate whose lease dies or whose key is deleted while it
 //     waits gets an error wrapping ErrLost, instead of a win with a key
-//     that is gone (etcd #11051); a delete in the very revision of the
-//     handover ends the term one read after the win.
+//     that is gone (etcd #11051), also when the key is deleted in the
+//     very revision of the handover.
 //   - Observe reports "no leader" (the zero Leader), resumes after a
 //     broken or compacted watch, and never reports a stale leader after a
 //     reconnect.

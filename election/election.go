@@ -205,11 +205,10 @@ func (e *Election) Name() string { return e.name }
 //
 // If ctx ends first, Campaign leaves the line and returns an error
 // wrapping ctx's error. If the candidate's lease expires or its key is
-// deleted while it waits, Campaign returns an error wrapping ErrLost. A
-// delete in the same revision as the handover (etcdctl del --prefix on
-// the election) can let Campaign return first; one read later the term
-// ends as a loss: Done is closed and Err wraps ErrLost. Guarded writes
-// (Txn, Guard) never succeed for a deleted key. If this candidate already
+// deleted while it waits, Campaign returns an error wrapping ErrLost, also
+// when the key is deleted in the very revision of the handover (etcdctl
+// del --prefix on the election): it never reports a win for a key that
+// is gone. Guarded writes (Txn, Guard) never succeed for a deleted key. If this candidate already
 // leads, Campaign keeps the term and proclaims value.
 //
 // A won term lasts until Resign or loss; Done reports a loss. Call Resign

@@ -18,8 +18,9 @@
 // How it works. Each acquisition puts one key under the lock's prefix,
 // attached to an etcd lease; etcd's create revision orders the keys, and
 // that order is the queue. Waiters are served first come, first served.
-// A waiter watches only the keys right ahead of it (no thundering herd) and
-// never polls. The waiter right behind the holder is admitted by the
+// A waiter watches only the keys right ahead of it, or, once it is near
+// the front, the deletes in its queue (no thundering herd), and never
+// polls. The waiter right behind the holder is admitted by the
 // holder's delete event alone, without another round trip.
 //
 // Safety. A lock excludes other holders only from writes that check it: a

@@ -81,7 +81,7 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 			e.rev = rev
 			rng := resps[1].GetResponseRange()
 			// The new key is the newest in the queue, so it is first in rng.
-			e.ahead = newWindow(rng.Kvs[1:], n)
+			e.ahead = newWindow(rng.Kvs[1:], n, rev)
 			e.start(watchCtx, lost)
 			return e, Joined{Branch: i, Responses: resps[2:]}, nil
 		}

@@ -4,9 +4,13 @@
 // Each participant puts one key under the queue's prefix, attached to its
 // lease. etcd gives every key a create revision, and that order is the
 // queue. A participant is admitted when fewer than n keys are ahead of it
-// (n = 1 for a mutex or an election). It waits by watching only the n keys
-// immediately ahead of it: if none of those goes, at least n stay ahead.
-// So a handoff wakes one waiter, not the herd.
+// (n = 1 for a mutex or an election). It waits by watching only the n+1
+// keys immediately ahead of it: if none of those goes, at least n stay
+// ahead. Once no more than n+1 keys are ahead, it watches the deletes in
+// the whole queue instead, so that a delete of its own key in the same
+// revision as the one that admits it arrives with it, and it is never
+// admitted with a key that is gone. So a handoff wakes one waiter, not the
+// herd.
 //
 // Waiting never polls, and never falls into etcd's 100ms loop for
 // "unsynced" watches that start at a past revision: the watches start at
@@ -101,6 +105,7 @@ func (e *Entry) start(watchCtx, lost context.Context) {
 type window struct {
 	keys     []*mvccpb.KeyValue
 	complete bool
+	rev      int64 // the revision of the read or the join it came from
 }
 
 // Join adds key to the queue under prefix, attached to lease, and returns

@@ -135,3 +135,73 @@ func TestEntryEnds(t *testing.T) {
 		require.NoError(t, first.Leave(context.Background()))
 	})
 }
+
+// createdWatcher signals each watch of key that etcd confirmed.
+type createdWatcher struct {
+	clientv3.Watcher
+	key     string
+	created chan struct{}
+}
+
+func (w *createdWatcher) Watch(ctx context.Context, key string, opts ...clientv3.OpOption) clientv3.WatchChan {
+	ch := w.Watcher.Watch(ctx, key, opts...)
+	if key != w.key {
+		return ch
+	}
+	out := make(chan clientv3.WatchResponse)
+	go func() {
+		defer close(out)
+		for wr := range ch {
+			if wr.Created {
+				select {
+				case w.created <- struct{}{}:
+				default:
+				}
+			}
+			select {
+			case out <- wr:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out
+}
+
+// A waiter that comes to the front of a long queue watches the queue's
+// deletes; a transaction that then deletes its key with the one ahead of
+// it (etcdctl del --prefix) must end its wait with ErrGone, never admit it.
+func TestNotAdmittedWithOwnKeyGone(t *testing.T) {
+	c := embedtest.New(t)
+	cli, err := c.NewClient()
+	require.NoError(t, err)
+	cw := &createdWatcher{Watcher: cli.Watcher, key: prefix, created: make(chan struct{}, 1)}
+	cli.Watcher = cw
+	ls := grant(t, cli)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for round := range 5 {
+		select {
+		case <-cw.created:
+		default:
+		}
+		es := make([]*queue.Entry, 4)
+		for i := range es {
+			es[i] = join(t, cli, ls, 10*round+i, 1, context.Background())
+		}
+		// The last starts out with more keys ahead than it watches.
+		require.False(t, es[3].Admitted(1))
+		errc := make(chan error, 1)
+		go func() { errc <- es[3].Wait(ctx, context.Background(), 1) }()
+		require.NoError(t, es[0].Leave(ctx))
+		require.NoError(t, es[1].Leave(ctx))
+		select {
+		case <-cw.created:
+		case <-ctx.Done():
+			t.Fatal("the waiter never watched the queue")
+		}
+		_, err := cli.Txn(ctx).Then(clientv3.OpDelete(es[2].Key()), clientv3.OpDelete(es[3].Key())).Commit()
+		require.NoError(t, err)
+		require.ErrorIs(t, <-errc, queue.ErrGone, "round %d", round)
+	}
+}
