@@ -39,10 +39,11 @@ cover:
 	$(GO) tool cover -func=coverage.out | tail -n 1
 
 ## chaos: the fault suite's long form, under the race detector: 100 rounds
-## of faults (LEASEKIT_CHAOS_ROUNDS) for the lock and for the election, then
+## (LEASEKIT_CHAOS_ROUNDS) of faults for the lock and for the election, and
+## of SIGSTOP pauses of lock-holder and leader processes (5 of them), then
 ## the history checks. LEASEKIT_CHAOS_SEED replays a schedule.
 chaos:
-	LEASEKIT_CHAOS_ROUNDS=$${LEASEKIT_CHAOS_ROUNDS:-100} $(GO) test -race -count=1 -timeout 60m -run 'UnderFaults' -v ./internal/chaos
+	LEASEKIT_CHAOS_ROUNDS=$${LEASEKIT_CHAOS_ROUNDS:-100} $(GO) test -race -count=1 -timeout 60m -run 'UnderFaults|UnderPauses' -v ./internal/chaos
 
 ## compat: the release check of supported etcd servers. Builds etcd 3.5.21,
 ## 3.6.16 and 3.7.3 from the Go module proxy (tools/compat/etcd/vX.Y), then

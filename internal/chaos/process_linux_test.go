@@ -35,9 +35,6 @@ const (
 	// another worker to commit under a newer token: the paused lease must
 	// expire first.
 	takeoverTimeout = 4*procTTL + 10*time.Second
-	// endTimeout bounds the wait, after a resume, for the paused hold's
-	// report: its writes, the wait for Done after a refusal, Release.
-	endTimeout = refusalBound + 2*opTimeout + grace
 	// exitTimeout bounds the wait for a worker to exit after SIGTERM: it
 	// finishes its hold, releases and closes.
 	exitTimeout = acquireTimeout + 4*opTimeout + refusalBound + grace
@@ -147,10 +144,10 @@ type procRun struct {
 	exits   map[int]string         // exit events' summaries
 
 	// figures
-	pauses, misses, inRelease         int
-	refusedAfter, refusedKnown        int
-	foundBefore                       int
-	worstTakeover, worstDone, worstGo time.Duration
+	pauses, misses, inRelease, beforeHold int
+	refusedAfter, refusedKnown            int
+	foundBefore                           int
+	worstTakeover, worstDone, worstGo     time.Duration
 }
 
 // proc is one worker process.
@@ -351,9 +348,11 @@ func (r *procRun) run(workers, rounds int, tune func(*procConfig)) {
 		r.fail("workers %v made no progress before any pause", behind)
 		return
 	}
+	// After a failed round, the workers still stop and the history is
+	// still checked: both say more about what went wrong.
 	for round := range rounds {
 		if !r.round(ctx, round) {
-			return
+			break
 		}
 	}
 	r.stopAll(ctx)
@@ -461,19 +460,28 @@ func (r *procRun) round(ctx context.Context, round int) bool {
 		return false
 	}
 
-	// The paused hold must end, and the resumed holder find out.
-	ectx, cancel := context.WithTimeout(ctx, endTimeout)
-	var end procEvent
+	// The paused hold must end, and the resumed holder find out. A
+	// worker paused between winning in etcd and its Lock (or Run)
+	// returning never has that hold: it moves on to a newer token.
+	ectx, cancel := context.WithTimeout(ctx, progressTimeout)
+	var end *procEvent
 	key := [2]int64{int64(p.id), token}
 	err = r.waitFor(ectx, func() bool {
-		var ok bool
-		end, ok = r.holds[key]
-		return ok
+		if ev, ok := r.holds[key]; ok {
+			end = &ev
+			return true
+		}
+		for _, c := range r.commits {
+			if c.Attempt.Client == p.id && c.Attempt.Token > token {
+				return true
+			}
+		}
+		return false
 	})
 	cancel()
 	if err != nil {
-		r.fail("round %d: worker %d, resumed %v ago, has not reported the end of its hold %d",
-			round, p.id, endTimeout, token)
+		r.fail("round %d: worker %d, resumed %v ago, has neither reported the end of its hold %d nor committed since",
+			round, p.id, progressTimeout, token)
 		return false
 	}
 	if !r.checkResumed(round, p.id, token, stopAt, contAt, takeover, end) {
@@ -520,9 +528,10 @@ func (r *procRun) holderNow(ctx context.Context) (int, int64, bool, error) {
 // checkResumed checks what the holder paused with token did after its
 // resume at contAt: no write of it committed after the takeover, every
 // write it sent after the resume was refused and Done closed, and Release
-// did not report a release of a hold that was gone. It reports whether
-// the run can go on.
-func (r *procRun) checkResumed(round, id int, token, stopAt, contAt int64, takeover, end procEvent) bool {
+// did not report a release of a hold that was gone. end is the hold's
+// report, nil if the worker never had the hold. It reports whether the
+// run can go on.
+func (r *procRun) checkResumed(round, id int, token, stopAt, contAt int64, takeover procEvent, end *procEvent) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	ok := true
@@ -555,6 +564,10 @@ func (r *procRun) checkResumed(round, id int, token, stopAt, contAt int64, takeo
 				r.refusedKnown++
 			}
 		}
+	}
+	if end == nil {
+		r.beforeHold++
+		return ok
 	}
 	h := end.Hold
 	if end.Refused > 0 && !end.DoneAfterRefusal {
@@ -625,10 +638,10 @@ func (r *procRun) report(took time.Duration) {
 		t.Errorf("%s", b)
 	}
 	t.Logf("%s: %d workers, %d holder pauses (%d SIGSTOPs missed the holder and were undone at once; "+
-		"%d landed in a release); after resuming, %d writes were refused by the guard (%d with Done already closed); "+
+		"%d landed in a release, %d before Lock or Run saw the win); after resuming, %d writes were refused by the guard (%d with Done already closed); "+
 		"%d resumed holders saw Done close before giving up, at most %v after the resume; slowest takeover %v after "+
 		"the SIGSTOP; slowest progress of every worker %v after a resume; %v in all",
-		r.kind, len(r.ws), r.pauses, r.misses, r.inRelease, r.refusedAfter, r.refusedKnown, r.foundBefore,
+		r.kind, len(r.ws), r.pauses, r.misses, r.inRelease, r.beforeHold, r.refusedAfter, r.refusedKnown, r.foundBefore,
 		r.worstDone.Round(time.Millisecond), r.worstTakeover.Round(time.Millisecond), r.worstGo.Round(time.Millisecond),
 		took.Round(time.Millisecond))
 	exits := r.exits
