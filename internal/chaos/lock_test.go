@@ -58,15 +58,8 @@ func TestLockUnderFaults(t *testing.T) {
 		Rand:   rand.New(rand.NewSource(s.rng.Int63())),
 		CutFor: 3 * time.Second, FaultFor: time.Second, Latency: 100 * time.Millisecond,
 		Holder: func(ctx context.Context) (int, clientv3.LeaseID, bool, error) {
-			info, err := admin.Inspect(ctx, lockName)
-			if err != nil || info.Holder == nil {
-				return 0, 0, false, err
-			}
-			c, err := strconv.Atoi(info.Holder.Metadata[clientMeta])
-			if err != nil {
-				return 0, 0, false, fmt.Errorf("holder %s has no client: %v", info.Holder.EtcdKey, err)
-			}
-			return c, clientv3.LeaseID(info.Holder.LeaseID), true, nil
+			h, c, ok, err := lockHolder(ctx, admin, lockName)
+			return c, clientv3.LeaseID(h.LeaseID), ok, err
 		},
 	}
 	s.loop(nem, rounds(t, 8), s.schedule(0), run)
@@ -85,6 +78,20 @@ func TestLockUnderFaults(t *testing.T) {
 	}
 	s.check()
 	t.Logf("worker outcomes:\n%s", stats.String())
+}
+
+// lockHolder returns the holder of the lock name and the client its
+// metadata names; ok is false when the lock is free.
+func lockHolder(ctx context.Context, admin *etcdlock.Locker, name string) (h etcdlock.Entry, client int, ok bool, err error) {
+	info, err := admin.Inspect(ctx, name)
+	if err != nil || info.Holder == nil {
+		return etcdlock.Entry{}, 0, false, err
+	}
+	c, err := strconv.Atoi(info.Holder.Metadata[clientMeta])
+	if err != nil {
+		return etcdlock.Entry{}, 0, false, fmt.Errorf("holder %s has no client: %w", info.Holder.EtcdKey, err)
+	}
+	return *info.Holder, c, true, nil
 }
 
 type lockWorker struct {

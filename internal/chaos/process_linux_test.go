@@ -65,15 +65,8 @@ func TestLockUnderPauses(t *testing.T) {
 	defer admin.Close()
 	r := &procRun{s: s, kind: "lock", keys: etcdlock.DefaultPrefix,
 		holder: func(ctx context.Context) (int, int64, bool, error) {
-			info, err := admin.Inspect(ctx, procLockName)
-			if err != nil || info.Holder == nil {
-				return 0, 0, false, err
-			}
-			id, err := strconv.Atoi(info.Holder.Metadata[clientMeta])
-			if err != nil {
-				return 0, 0, false, fmt.Errorf("holder %s names no worker: %w", info.Holder.EtcdKey, err)
-			}
-			return id, info.Holder.Token, true, nil
+			h, id, ok, err := lockHolder(ctx, admin, procLockName)
+			return id, h.Token, ok, err
 		}}
 	r.run(workers, rounds(t, 3), func(cfg *procConfig) { cfg.AutoRefresh = cfg.ID%2 == 0 })
 }
@@ -191,6 +184,8 @@ func (r *procRun) start(cfg procConfig) (*proc, error) {
 	p.cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
 	p.cmd.Stderr = &p.stderr
 	// A worker dies with the test process, even one killed outright.
+	// (The signal follows the thread that started the worker, and Go
+	// ends no thread unless a goroutine locked to it exits.)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -605,7 +600,13 @@ func (r *procRun) stopAll(ctx context.Context) {
 		select {
 		case <-p.exited:
 		case <-deadline.C:
-			r.fail("worker %d still runs %v after SIGTERM; goroutines:\n%s", p.id, exitTimeout, p.stderr.String())
+			// SIGQUIT makes a Go process print every goroutine's stack.
+			_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-p.exited:
+			case <-time.After(stopTimeout):
+			}
+			r.fail("worker %d still ran %v after SIGTERM", p.id, exitTimeout)
 			return
 		}
 		r.mu.Lock()
