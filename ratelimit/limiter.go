@@ -475,16 +475,18 @@ func (l *Limiter) allow(ctx context.Context, ks *keyState, n int, cause error) (
 			l.m.Held(l.name, -n)
 			return ks.result(p, now, n), nil
 		}
-		need := n - ks.held
-		want := ks.batchSize(p, now, need, l.cfg.window)
+		if cause == nil && l.down.Load() {
+			cause = errDown
+		}
+		need, want := n-ks.held, n
+		if cause == nil { // no batches without etcd
+			want = ks.batchSize(p, now, need, l.cfg.window)
+		}
 		ok, tat, wait := p.take(ks.b.tat, now, want)
 		if !ok {
 			r := ks.result(p, now, 0)
 			r.RetryAfter = time.Duration(wait)
 			return r, nil
-		}
-		if cause == nil && l.down.Load() {
-			cause = errDown
 		}
 		if cause != nil {
 			return l.withoutEtcd(ks, p, now, n, cause)

@@ -206,6 +206,11 @@ func (r *Reservation) Delay() time.Duration {
 //     instance held, one made by the outage policy, one that is not OK,
 //     one already cancelled, or if the limit changed since it was made.
 //
+// The tokens given back are usable at once through this instance and
+// through any instance that reads the bucket afresh; an instance that
+// cached the bucket before the cancel denies from that older, stricter
+// state until its own reckoning lets it write again.
+//
 // Cancel returns an error, and gives nothing back, if etcd could not be
 // reached in time or ctx ended; it may be called again then. It does not
 // take part in the outage policy.
