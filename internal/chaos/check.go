@@ -111,6 +111,53 @@ func CheckTokenOrder(holds []Hold, revokes []Revoke) error {
 	return nil
 }
 
+// CheckDuties checks the promise of election.Run that a leader's duties
+// end before any other term begins: each duty must have returned by the
+// time every term after it is known to have begun (the AcqRet of its
+// hold: when Campaign returned, or when Run started its duties). A duty
+// whose client's lease was revoked from outside while it ran is exempt:
+// etcd then deletes the key at once, and the leader learns of it from
+// its watch, after the next term may have begun.
+func CheckDuties(duties []Duty, holds []Hold, revokes []Revoke) error {
+	hs := append([]Hold(nil), holds...)
+	sort.Slice(hs, func(i, j int) bool { return hs[i].Token < hs[j].Token })
+	// first[i] is the hold of hs[i:] known to have begun earliest.
+	first := make([]int, len(hs))
+	for i := len(hs) - 1; i >= 0; i-- {
+		first[i] = i
+		if i+1 < len(hs) && hs[first[i+1]].AcqRet < hs[i].AcqRet {
+			first[i] = first[i+1]
+		}
+	}
+	var errs []error
+	for _, d := range duties {
+		i := sort.Search(len(hs), func(i int) bool { return hs[i].Token > d.Token })
+		if i == len(hs) {
+			continue
+		}
+		next := hs[first[i]]
+		if d.End <= next.AcqRet || revokedDuring(revokes, d.Client, d.Start, d.End) {
+			continue
+		}
+		if len(errs) < maxReported {
+			errs = append(errs, fmt.Errorf("client %d's duties of term %d ran until %v, but term %d (client %d) had begun by %v",
+				d.Client, d.Token, ns(d.End), next.Token, next.Client, ns(next.AcqRet)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// revokedDuring reports whether a lease of client was revoked from
+// outside at some time in [from, to].
+func revokedDuring(revokes []Revoke, client int, from, to int64) bool {
+	for _, r := range revokes {
+		if r.Client == client && r.Call <= to && r.Ret >= from {
+			return true
+		}
+	}
+	return false
+}
+
 // mutexOp is an operation of the mutex model: acquire or release by the
 // holder of token.
 type mutexOp struct {

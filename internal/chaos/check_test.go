@@ -239,6 +239,50 @@ func randomHistory(rng *rand.Rand, n int) []Hold {
 // TestCheckersOnRandomHistories checks both checkers on histories that are
 // correct by construction, and on the same histories with one hold made
 // to outlive the next one's acquisition.
+func TestCheckDuties(t *testing.T) {
+	hold := func(client int, token, acqRet int64) Hold {
+		return Hold{Client: client, Token: token, AcqCall: acqRet - 5, AcqRet: acqRet, Alive: acqRet - 5,
+			LeaseFloor: acqRet - 5, ReleaseCall: Never}
+	}
+	holds := []Hold{hold(0, 10, 10), hold(1, 20, 50), hold(2, 30, 40)}
+	for _, tc := range []struct {
+		name    string
+		duties  []Duty
+		revokes []Revoke
+		want    string // "" for no violation
+	}{
+		{name: "each ends before the next term", duties: []Duty{{Client: 0, Token: 10, Start: 10, End: 39}}},
+		{name: "the last term has nothing after it", duties: []Duty{{Client: 2, Token: 30, Start: 40, End: 1000}}},
+		{
+			// Term 30 began by 40, before term 20 was known to (50).
+			name:   "runs into a later term than the next",
+			duties: []Duty{{Client: 0, Token: 10, Start: 10, End: 45}},
+			want:   "client 0's duties of term 10 ran until 45ns, but term 30 (client 2) had begun by 40ns",
+		},
+		{
+			name:    "an outside revoke explains it",
+			duties:  []Duty{{Client: 0, Token: 10, Start: 10, End: 45}},
+			revokes: []Revoke{{Client: 0, Call: 30, Ret: 31}},
+		},
+		{
+			name:    "a revoke of another client explains nothing",
+			duties:  []Duty{{Client: 0, Token: 10, Start: 10, End: 45}},
+			revokes: []Revoke{{Client: 1, Call: 30, Ret: 31}},
+			want:    "ran until",
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := CheckDuties(tc.duties, holds, tc.revokes)
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected violation: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("got %v, want a violation containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestCheckersOnRandomHistories(t *testing.T) {
 	rng := rand.New(rand.NewSource(1))
 	for range 300 {

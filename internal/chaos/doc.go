@@ -23,6 +23,9 @@
 //     checked against a mutex model with porcupine (CheckMutex), and
 //     against the stricter promise of a FIFO lock that holders follow each
 //     other in token order (CheckTokenOrder).
+//   - Run's duties: each term's duties under election.Run end before any
+//     later term is known to have begun, unless the leader's lease was
+//     revoked from outside (CheckDuties).
 //   - Liveness: after each fault heals, every worker makes progress
 //     (Progress), and no call outlives its context by more than a grace
 //     period (Watchdog, which prints every goroutine's stack when one

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"strconv"
@@ -40,13 +41,59 @@ func TestElectionUnderFaults(t *testing.T) {
 			rng: rand.New(rand.NewSource(s.rng.Int63()))}
 		run = append(run, c.run)
 	}
-	queue := election.DefaultPrefix + electionName + "/"
-	nem := &Nemesis{
+	s.loop(electionNemesis(s, false), rounds(t, 4), s.schedule(0), run)
+	s.checkElection()
+	t.Logf("candidate outcomes:\n%s", stats.String())
+}
+
+// TestElectionRunUnderFaults runs candidates that lead with Run, under the
+// nemesis of TestElectionUnderFaults, except that a cut always hits the
+// leader. Each term's duties do guarded read-modify-writes of a counter
+// until they have done a few or their ctx ends. On top of the checks of
+// TestElectionUnderFaults, Run's duties must end before any later term
+// began (CheckDuties): Run cancels them when leadership is lost, before
+// etcd can let the next candidate in.
+func TestElectionRunUnderFaults(t *testing.T) {
+	const candidates = 3
+	s := newSuite(t, candidates, "/chaos/election-run/")
+	var stats tally
+	var run []func(context.Context)
+	for i := range candidates {
+		// Run's duties must return within the lease's margin: a tenth of
+		// the TTL.
+		e, err := election.New(s.clients[i], electionName, election.WithTTL(2*time.Second),
+			election.WithValue(fmt.Sprintf("candidate-%d", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := &candidate{s: s, id: i, cli: s.clients[i], e: e, stats: &stats,
+			rng: rand.New(rand.NewSource(s.rng.Int63()))}
+		run = append(run, c.lead)
+	}
+	s.loop(electionNemesis(s, true), rounds(t, 4), s.schedule(0), run)
+	s.checkElection()
+	duties := s.rec.Duties()
+	if err := CheckDuties(duties, s.rec.Holds(), s.rec.Revokes()); err != nil {
+		t.Errorf("Run's duties: %v", err)
+	} else {
+		t.Logf("Run's duties of %d terms ended before every later term began", len(duties))
+	}
+	t.Logf("candidate outcomes:\n%s", stats.String())
+}
+
+// electionQueue is where the candidates' keys are.
+const electionQueue = election.DefaultPrefix + electionName + "/"
+
+// electionNemesis returns the nemesis of the election tests; hitHolder
+// makes a cut or a slowdown always hit the leader.
+func electionNemesis(s *suite, hitHolder bool) *Nemesis {
+	return &Nemesis{
 		Cluster: s.c, Admin: s.admin, Proxies: s.proxies, Rec: s.rec, Clock: s.clock,
 		Rand:   rand.New(rand.NewSource(s.rng.Int63())),
 		CutFor: 3 * time.Second, FaultFor: time.Second, Latency: 100 * time.Millisecond,
+		HitHolder: hitHolder,
 		Holder: func(ctx context.Context) (int, clientv3.LeaseID, bool, error) {
-			resp, err := s.admin.Get(ctx, queue, clientv3.WithFirstCreate()...)
+			resp, err := s.admin.Get(ctx, electionQueue, clientv3.WithFirstCreate()...)
 			if err != nil || len(resp.Kvs) == 0 {
 				return 0, 0, false, err
 			}
@@ -58,15 +105,16 @@ func TestElectionUnderFaults(t *testing.T) {
 			return c, clientv3.LeaseID(kv.Lease), true, nil
 		},
 	}
-	s.loop(nem, rounds(t, 4), s.schedule(0), run)
+}
 
+// checkElection checks that no candidate key is left and the history.
+func (s *suite) checkElection() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := waitEmpty(ctx, s.admin, queue); err != nil {
-		t.Errorf("candidate keys left behind: %v", err)
+	if err := waitEmpty(ctx, s.admin, electionQueue); err != nil {
+		s.t.Errorf("candidate keys left behind: %v", err)
 	}
 	s.check()
-	t.Logf("candidate outcomes:\n%s", stats.String())
 }
 
 type candidate struct {
@@ -87,6 +135,58 @@ func (c *candidate) run(ctx context.Context) {
 		} else if b.Wait(ctx) != nil {
 			return
 		}
+	}
+}
+
+// lead leads with Run until ctx ends. Each term's duties do three to
+// eight guarded writes, retrying failed ones until their ctx ends, and
+// return, which hands over. Terms last much longer than handovers, so
+// that a fault that hits the leader most likely hits it in its duties.
+func (c *candidate) lead(ctx context.Context) {
+	s := c.s
+	prevEnd := s.clock.Now() // no term of this candidate can begin before
+	err := c.e.Run(ctx, election.Callbacks{
+		OnStartedLeading: func(dctx context.Context) {
+			start := s.clock.Now()
+			// Run campaigned for this term after the previous one's
+			// duties returned; whether it gave that term up it does not
+			// say, so ends are left open.
+			h := Hold{Client: c.id, Token: c.e.Rev(), AcqCall: prevEnd, AcqRet: start, Alive: prevEnd,
+				LeaseFloor: prevEnd, ReleaseCall: Never}
+			b := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+			for n := 3 + c.rng.Intn(6); n > 0 && dctx.Err() == nil; {
+				c.seq++
+				a, call, tried := s.increment(dctx, c.id, c.cli, c.e.Guard(), h.Token,
+					fmt.Sprintf("%s%d-%06d", s.recordsKey(), c.id, c.seq))
+				if !tried {
+					c.stats.add("write: read failed")
+				} else {
+					c.stats.add("write: " + a.Outcome.String())
+				}
+				if tried && a.Outcome == Committed {
+					n--
+					h.Alive = max(h.Alive, call)
+					s.prog.Record(c.id, call)
+					b.Reset()
+				} else if b.Wait(dctx) != nil {
+					break
+				}
+			}
+			end := s.clock.Now()
+			s.rec.Hold(h)
+			s.rec.Duty(Duty{Client: c.id, Token: h.Token, Start: start, End: end})
+			prevEnd = end
+		},
+		OnStoppedLeadingCause: func(cause error) {
+			if errors.Is(cause, election.ErrStopped) {
+				c.stats.add("term ended: Run stopped")
+			} else {
+				c.stats.add("term ended: " + classify(cause))
+			}
+		},
+	})
+	if err != nil {
+		s.t.Errorf("candidate %d: Run: %v", c.id, err)
 	}
 }
 

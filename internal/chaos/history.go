@@ -52,6 +52,14 @@ type Hold struct {
 	Released bool
 }
 
+// Duty is one term's duties under election.Run, as the leader ran them:
+// from the call of OnStartedLeading to its return. Times are Clock times.
+type Duty struct {
+	Client     int
+	Token      int64 // the term
+	Start, End int64
+}
+
 // Revoke is a revocation, from outside, of a lease of a client: a fault
 // the nemesis injects. It can end a hold of that client at any time in
 // [Call, Ret].
@@ -147,6 +155,7 @@ type Recorder struct {
 	attempts map[string]Attempt
 	revokes  []Revoke
 	faults   []Fault
+	duties   []Duty
 }
 
 // NewRecorder returns an empty Recorder.
@@ -171,6 +180,20 @@ func (r *Recorder) Revoke(v Revoke) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.revokes = append(r.revokes, v)
+}
+
+// Duty records a term's duties once they returned.
+func (r *Recorder) Duty(d Duty) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.duties = append(r.duties, d)
+}
+
+// Duties returns the duties recorded so far.
+func (r *Recorder) Duties() []Duty {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Duty(nil), r.duties...)
 }
 
 // Fault records an injected fault.

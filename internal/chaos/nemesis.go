@@ -86,6 +86,9 @@ type Nemesis struct {
 	CutFor, FaultFor time.Duration
 	// Latency is what SlowClient adds each way.
 	Latency time.Duration
+	// HitHolder makes CutClient and SlowClient hit the holder whenever
+	// there is one, instead of half the time.
+	HitHolder bool
 }
 
 // Inject injects a fault of kind, keeps it for its duration and heals it.
@@ -126,7 +129,7 @@ func (n *Nemesis) start(ctx context.Context, kind Kind) (heal func(context.Conte
 	case CutClient, SlowClient:
 		// Half the time it hits the holder, which then loses its hold.
 		i := n.Rand.Intn(len(n.Proxies))
-		if n.Rand.Intn(2) == 0 {
+		if n.Rand.Intn(2) == 0 || n.HitHolder {
 			hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			if c, _, ok, err := n.Holder(hctx); err == nil && ok {
 				i = c
