@@ -32,7 +32,7 @@ type Info struct {
 }
 
 // Inspect reads the holder and the waiters of the lock name with one
-// linearizable read.
+// linearizable read. It ends when ctx ends or the Locker closes.
 func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	enc, err := keys.Encode(name)
 	if err != nil {
@@ -45,6 +45,9 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	if err := l.clientErr(); err != nil {
 		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(l.ctx, cancel)()
 	resp, err := l.cli.Get(ctx, l.prefix+enc+"/", append(clientv3.WithFirstCreate(), clientv3.WithLimit(0))...)
 	if err != nil {
 		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)

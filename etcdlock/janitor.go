@@ -25,6 +25,9 @@ type orphan struct {
 	until time.Time // with rev 0: when no write in flight can land any more
 }
 
+// noSlot is the slot of an orphan whose slot was freed already.
+const noSlot = -1
+
 // dispose hands o to the janitor, which deletes it in the background.
 func (l *Locker) dispose(o orphan) {
 	l.mu.Lock()
@@ -57,7 +60,7 @@ func (l *Locker) sweep() {
 		l.mu.Unlock()
 		var left []orphan
 		for _, o := range pending {
-			if l.sweepOne(o) {
+			if l.sweepOne(o) && o.slot != noSlot {
 				l.freeSlot(o.queue, o.slot)
 			} else {
 				left = append(left, o)

@@ -33,12 +33,19 @@ type Lock interface {
 	// unless it is refreshed; AutoRefresh moves it on.
 	ExpiresAt() time.Time
 	// Refresh extends the lock by ttl from now, keeping its place and
-	// token. A ttl other than the current TTL moves the hold to a lease of
-	// that TTL. It returns ErrNotHeld if the lock is gone.
+	// token. A ttl that etcd would grant as the current TTL (whole
+	// seconds, raised to etcd's minimum) is a keepalive; another moves the
+	// hold to a lease of that TTL. The call ends when ctx ends, the lock
+	// is lost or the Locker closes, and never reports success for a lost
+	// lock: once the client-side deadline has passed, it returns an error
+	// wrapping ErrNotHeld and ErrLockLost. A move whose outcome ctx cut
+	// short is resolved before Refresh returns (see docs/safety.md), so the
+	// hold always tracks the lease its key is on, or counts as lost.
 	Refresh(ctx context.Context, ttl time.Duration) error
 	// Release gives the lock up and wakes the next waiter. It returns
 	// ErrNotHeld if the lock was already released or lost; release a lost
-	// lock all the same, to free what the Locker keeps for it.
+	// lock all the same, to free what the Locker keeps for it. It ends
+	// when ctx ends or the Locker closes, and never waits for a Refresh.
 	Release(ctx context.Context) error
 	// IsValid asks etcd whether the lock is still held.
 	IsValid(ctx context.Context) (bool, error)
@@ -50,7 +57,8 @@ type Lock interface {
 	// anyone else can acquire by expiry.
 	Done() <-chan struct{}
 	// Err returns nil while the lock is held, ErrNotHeld after Release and
-	// an error wrapping ErrLockLost after a loss.
+	// an error wrapping ErrLockLost after a loss. It never waits for a
+	// call in flight: `<-lk.Done(); lk.Err()` returns at once.
 	Err() error
 	// Guard returns a comparison that is true only while this hold is
 	// current, for conditional writes: cli.Txn(ctx).If(lk.Guard()).Then(...).
@@ -66,10 +74,23 @@ type lock struct {
 	slot     int
 	acquired time.Time
 
-	mu       sync.Mutex // serialises Refresh and Release
-	lease    *lease.Lease
-	own      bool        // the lease is this hold's alone
-	released atomic.Bool // set before the entry ends by Release
+	refreshing chan struct{} // a token per Refresh in flight: one at a time
+
+	// mu guards the fields below. It is never held across a network
+	// call, so nothing waits behind a Refresh or a Release in flight.
+	mu       sync.Mutex
+	lease    *lease.Lease // the lease the key is on
+	own      bool         // the lease is this hold's alone
+	modRev   int64        // the key's mod revision, as this hold last wrote it
+	orphaned bool         // the janitor deletes the key and frees the slot
+	released atomic.Bool  // set before the entry ends by Release
+}
+
+func newLock(l *Locker, sp spec, e *queue.Entry, ls *lease.Lease, own bool, slot int) *lock {
+	return &lock{
+		locker: l, spec: sp, entry: e, slot: slot, acquired: time.Now(),
+		refreshing: make(chan struct{}, 1), lease: ls, own: own, modRev: e.Rev(),
+	}
 }
 
 func (lk *lock) Key() string                 { return lk.spec.name }
@@ -78,23 +99,24 @@ func (lk *lock) Done() <-chan struct{}       { return lk.entry.Done() }
 func (lk *lock) Guard() clientv3.Cmp         { return lk.entry.Guard() }
 func (lk *lock) Metadata() map[string]string { return maps.Clone(lk.spec.meta) }
 
-func (lk *lock) currentLease() *lease.Lease {
+// current returns the lease the hold is on and whether it is its own.
+func (lk *lock) current() (*lease.Lease, bool) {
 	lk.mu.Lock()
 	defer lk.mu.Unlock()
-	return lk.lease
+	return lk.lease, lk.own
 }
 
-func (lk *lock) TTL() time.Duration   { return lk.currentLease().TTL() }
-func (lk *lock) ExpiresAt() time.Time { return lk.currentLease().ExpiresAt() }
+func (lk *lock) TTL() time.Duration {
+	ls, _ := lk.current()
+	return ls.TTL()
+}
+
+func (lk *lock) ExpiresAt() time.Time {
+	ls, _ := lk.current()
+	return ls.ExpiresAt()
+}
 
 func (lk *lock) Err() error {
-	lk.mu.Lock()
-	defer lk.mu.Unlock()
-	return lk.errLocked()
-}
-
-// errLocked is Err for callers holding lk.mu.
-func (lk *lock) errLocked() error {
 	select {
 	case <-lk.entry.Done():
 	default:
@@ -103,7 +125,19 @@ func (lk *lock) errLocked() error {
 	if lk.released.Load() {
 		return ErrNotHeld
 	}
-	return fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(lk.lease))
+	return fmt.Errorf("%w: %w", ErrLockLost, lk.cause())
+}
+
+// cause says why a hold that was not released ended.
+func (lk *lock) cause() error {
+	ls, _ := lk.current()
+	if err := ls.Err(); err != nil {
+		return err
+	}
+	if err := lk.entry.Err(); err != nil && !errors.Is(err, queue.ErrLeft) {
+		return err
+	}
+	return queue.ErrGone
 }
 
 // onEnd reports a loss to the log and metrics. The queue entry calls it
@@ -124,28 +158,47 @@ func (lk *lock) onEnd(err error) {
 func (lk *lock) freeSlot() { lk.locker.freeSlot(lk.spec.queue, lk.slot) }
 
 func (lk *lock) Release(ctx context.Context) error {
+	// A Release in flight ends with the Locker: Close takes over.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(lk.locker.ctx, cancel)()
+	return lk.release(ctx)
+}
+
+// release is Release with ctx as given: Close's own is already bounded.
+func (lk *lock) release(ctx context.Context) error {
+	lost := lk.Err()
 	lk.mu.Lock()
-	defer lk.mu.Unlock()
-	if lk.released.Load() {
+	if !lk.released.CompareAndSwap(false, true) {
+		lk.mu.Unlock()
 		return fmt.Errorf("%w: already released", ErrNotHeld)
 	}
-	lost := lk.errLocked()
-	lk.released.Store(true)
+	ls, own, orphaned := lk.lease, lk.own, lk.orphaned
+	lk.mu.Unlock()
 	lk.locker.untrack(lk)
+	if orphaned {
+		// A move of unknown outcome gave the key to the janitor, and the
+		// hold was counted lost then.
+		lk.entry.Close()
+		if own {
+			ls.Revoke(ctx)
+		}
+		return fmt.Errorf("%w: %w", ErrNotHeld, lost)
+	}
 	if err := lk.locker.clientErr(); err != nil {
 		// Nothing can be deleted: the lease's expiry frees the lock.
 		lk.entry.Close()
-		if lk.own {
-			lk.lease.Close()
+		if own {
+			ls.Close()
 		}
 		lk.freeSlot()
 		return err
 	}
 	var err error
-	if lk.own {
+	if own {
 		// The lease is this hold's alone: revoking it deletes the key.
 		lk.entry.Close()
-		err = lk.lease.Revoke(ctx)
+		err = ls.Revoke(ctx)
 		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired) {
 			err = fmt.Errorf("%w: %w", ErrNotHeld, err)
 		}
@@ -185,58 +238,213 @@ func (lk *lock) IsValid(ctx context.Context) (bool, error) {
 	return resp.Succeeded && lk.Err() == nil, nil
 }
 
+// errHoldEnded cancels a Refresh whose hold ended while it ran.
+var errHoldEnded = errors.New("etcdlock: hold ended")
+
 func (lk *lock) Refresh(ctx context.Context, ttl time.Duration) error {
 	if ttl <= 0 || ttl > MaxTTL {
 		return fmt.Errorf("%w: refresh TTL %v", ErrInvalidTTL, ttl)
 	}
-	lk.mu.Lock()
-	defer lk.mu.Unlock()
-	if lk.released.Load() {
-		return fmt.Errorf("%w: released", ErrNotHeld)
+	if err := lk.Err(); err != nil {
+		return lk.notHeld(err)
 	}
-	if err := lk.errLocked(); err != nil {
-		return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	if err := lk.locker.enter(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotHeld, err) // Close releases it
 	}
+	defer lk.locker.wg.Done()
 	if err := lk.locker.clientErr(); err != nil {
 		return err
 	}
-	if lease.Seconds(ttl) == int64(lk.lease.TTL()/time.Second) {
-		err := lk.lease.KeepAliveOnce(ctx)
-		if errors.Is(err, lease.ErrNotFound) {
-			return fmt.Errorf("%w: %w", ErrNotHeld, err)
+	// Nothing is left to refresh once the hold or the Locker ends.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(lk.entry.Context(), func() { cancel(errHoldEnded) })()
+	defer context.AfterFunc(lk.locker.ctx, func() { cancel(ErrClosed) })()
+	select {
+	case lk.refreshing <- struct{}{}:
+		defer func() { <-lk.refreshing }()
+		err := lk.refresh(ctx, ttl)
+		if lost := lk.Err(); lost != nil {
+			return lk.notHeld(lost)
+		}
+		if errors.Is(err, lease.ErrExpired) || errors.Is(err, lease.ErrNotFound) {
+			// The lease ended; Done is about to close.
+			return fmt.Errorf("%w: %w: %w", ErrNotHeld, ErrLockLost, err)
 		}
 		return err
+	case <-ctx.Done():
+		if lost := lk.Err(); lost != nil {
+			return lk.notHeld(lost)
+		}
+		return context.Cause(ctx)
 	}
-	return lk.moveLease(ctx, ttl)
 }
 
-// moveLease puts the hold's key on a lease of another TTL. The key keeps
-// its create revision, so the hold keeps its token and place.
-func (lk *lock) moveLease(ctx context.Context, ttl time.Duration) error {
+// notHeld is what Refresh returns for a hold that ended with err.
+func (lk *lock) notHeld(err error) error {
+	if lk.released.Load() {
+		return fmt.Errorf("%w: released", ErrNotHeld)
+	}
+	return fmt.Errorf("%w: %w", ErrNotHeld, err)
+}
+
+func (lk *lock) refresh(ctx context.Context, ttl time.Duration) error {
+	cur, curOwn := lk.current()
+	if lk.locker.wouldGrant(ttl) == cur.TTL() {
+		return cur.KeepAliveOnce(ctx)
+	}
 	sp := lk.spec
 	sp.ttl = ttl
 	next, own, err := lk.locker.leaseFor(ctx, sp)
 	if err != nil {
 		return err
 	}
-	key := lk.entry.Key()
-	resp, err := lk.locker.cli.Txn(ctx).If(lk.Guard()).
-		Then(clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(next.ID()))).
-		Commit()
-	if err != nil || !resp.Succeeded {
+	if next.TTL() == cur.TTL() {
+		// etcd raised the TTL to the one the hold has: keep it alive
+		// where it is.
 		if own {
 			revokeDetached(next)
 		}
+		return cur.KeepAliveOnce(ctx)
+	}
+	return lk.moveLease(ctx, cur, curOwn, next, own)
+}
+
+// errMoveUnknown is why a hold counts as lost when a move of unknown
+// outcome could not be resolved.
+var errMoveUnknown = errors.New("refresh moved the key to another lease, or not: etcd did not say")
+
+// moveLease puts the hold's key on the lease next. The key keeps its
+// create revision, so the hold keeps its token and place.
+//
+// While the move's outcome is unknown, the key may be on either lease, so
+// the hold ends if either does. The move is guarded by the key's mod
+// revision: if ctx ends before etcd answers, a write guarded the same way
+// puts the key back on cur unless the move landed, which settles where the
+// key is, and keeps a move still in flight from landing later.
+func (lk *lock) moveLease(ctx context.Context, cur *lease.Lease, curOwn bool, next *lease.Lease, own bool) error {
+	key := lk.entry.Key()
+	lk.mu.Lock()
+	mod := lk.modRev
+	lk.mu.Unlock()
+	either, stop := eitherContext(cur.Context(), next.Context())
+	defer stop()
+	lk.entry.Rebind(either)
+	put := func(ls *lease.Lease) clientv3.Op {
+		return clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(ls.ID()))
+	}
+	move := func(ctx context.Context, to *lease.Lease) (*clientv3.TxnResponse, error) {
+		guard := []clientv3.Cmp{lk.Guard(), clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
+		return lk.locker.cli.Txn(ctx).If(guard...).Then(put(to)).Else(clientv3.OpGet(key)).Commit()
+	}
+	resp, moveErr := move(ctx, next)
+	if moveErr == nil && !resp.Succeeded {
+		if on, m := lk.settle(resp, next, cur, next); on == cur {
+			// Written from outside, on the same lease: once more.
+			mod = m
+			resp, moveErr = move(ctx, next)
+		}
+	}
+	// What follows is cleanup, bounded by its own context.
+	cctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	defer cancel()
+	var on *lease.Lease // the lease the key is on; nil if it is gone
+	switch {
+	case moveErr == nil:
+		if on, mod = lk.settle(resp, next, cur, next); on == cur {
+			moveErr = fmt.Errorf("etcdlock: refresh: key %q changed during the move", key)
+		}
+	case !queue.Ambiguous(moveErr):
+		on = cur // etcd refused the move (permission denied, say)
+	default:
+		// The fence: unless the move landed, it puts the key back where it
+		// is, which bumps the mod revision the move is guarded by.
+		fence, err := move(cctx, cur)
 		if err != nil {
-			return err
+			lk.orphan(errMoveUnknown)
+			if own {
+				next.Close() // it may carry the key: let it expire with it
+			}
+			return moveErr
+		}
+		on, mod = lk.settle(fence, cur, cur, next)
+	}
+	if on == next {
+		moveErr = nil // it happened, ctx or not
+	}
+	if on == nil {
+		// The key is gone, or on a lease this hold does not know.
+		lk.entry.Lose(queue.ErrGone)
+		if own {
+			next.Revoke(cctx)
 		}
 		return fmt.Errorf("%w: key gone", ErrNotHeld)
 	}
-	old, wasOwn := lk.lease, lk.own
-	lk.entry.Rebind(next.Context())
-	lk.lease, lk.own = next, own
-	if wasOwn {
-		revokeDetached(old)
+	lk.mu.Lock()
+	if lk.released.Load() {
+		// Release ran meanwhile, on cur: next, if the hold's own, goes
+		// with the key if the key is on it; a shared one's key is
+		// Release's to delete.
+		lk.mu.Unlock()
+		if own {
+			next.Revoke(cctx)
+		}
+		return fmt.Errorf("%w: released", ErrNotHeld)
 	}
-	return nil
+	off, offOwn := next, own
+	if on == next {
+		off, offOwn = cur, curOwn
+		lk.lease, lk.own = next, own
+	}
+	lk.modRev = mod
+	lk.entry.Rebind(on.Context())
+	lk.mu.Unlock()
+	if offOwn {
+		off.Revoke(cctx)
+	}
+	return moveErr
+}
+
+// settle reads where a guarded write to the lease written left the key:
+// on that lease if the guard held, else where the key's current version
+// says. It returns the lease, nil if the key is gone or on neither cur
+// nor next, and the key's mod revision.
+func (lk *lock) settle(resp *clientv3.TxnResponse, written, cur, next *lease.Lease) (*lease.Lease, int64) {
+	if resp.Succeeded {
+		return written, resp.Header.Revision
+	}
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || kvs[0].CreateRevision != lk.Token() {
+		return nil, 0
+	}
+	switch clientv3.LeaseID(kvs[0].Lease) {
+	case next.ID():
+		return next, kvs[0].ModRevision
+	case cur.ID():
+		return cur, kvs[0].ModRevision
+	}
+	return nil, 0
+}
+
+// orphan counts the hold as lost when where its key is cannot be known,
+// and hands the key to the janitor, which deletes it (guarded by its
+// create revision, whatever lease it is on) and then frees the slot.
+func (lk *lock) orphan(why error) {
+	lk.entry.Lose(why)
+	o := orphan{key: lk.entry.Key(), rev: lk.Token(), queue: lk.spec.queue, slot: lk.slot}
+	lk.mu.Lock()
+	if lk.released.Load() {
+		o.slot = noSlot // Release has freed it
+	}
+	lk.orphaned = true
+	lk.mu.Unlock()
+	lk.locker.dispose(o)
+}
+
+// eitherContext returns a context that ends when a or b does, and a
+// function that releases it.
+func eitherContext(a, b context.Context) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(a)
+	stop := context.AfterFunc(b, cancel)
+	return ctx, func() { stop(); cancel() }
 }

@@ -7,8 +7,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -89,11 +92,15 @@ type Locker struct {
 	value    string          // meta, encoded: the value of holds without metadata of their own
 	id       string          // random; names this Locker's keys
 
-	mu     sync.Mutex
-	closed bool
-	shared map[int64]*lease.Lease // AutoRefresh leases by TTL in seconds
-	holds  map[*lock]struct{}
-	slots  map[string]map[int]bool // queue prefix -> slots in use
+	floor atomic.Int64 // etcd's minimum TTL in seconds, once a grant showed it
+
+	// mu guards the fields below. It is never held across a network call.
+	mu       sync.Mutex
+	closed   bool
+	shared   map[int64]*lease.Lease // AutoRefresh leases by granted TTL in seconds
+	granting map[int64]*grantCall   // grants of shared leases in flight, by TTL
+	holds    map[*lock]struct{}
+	slots    map[string]map[int]bool // queue prefix -> slots in use
 	// orphans are keys a failed delete or a write of unknown outcome may
 	// have left; a janitor goroutine deletes them while sweeping is set.
 	orphans  []orphan
@@ -132,7 +139,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 	}
 	l := &Locker{
 		cli: cli, prefix: prefix, lg: o.logger, metrics: o.metrics, meta: meta,
-		shared: map[int64]*lease.Lease{}, holds: map[*lock]struct{}{}, slots: map[string]map[int]bool{},
+		shared: map[int64]*lease.Lease{}, granting: map[int64]*grantCall{}, holds: map[*lock]struct{}{}, slots: map[string]map[int]bool{},
 		id: randomID(),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
@@ -403,12 +410,13 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			l.metrics.Waiting(sp.name, 1)
 			err = l.wait(ctx, waitFn, ls, own)
 			l.metrics.Waiting(sp.name, -1)
-			if errors.Is(err, queue.ErrGone) {
+			if errors.Is(err, queue.ErrGone) || errors.Is(err, lease.ErrExpired) || errors.Is(err, lease.ErrNotFound) {
 				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))
 			}
 		}
 		if err != nil {
-			l.cleanup(e, sp.queue, slot)
+			l.cleanup(e, sp.queue, slot, ls, own)
+			return nil, err
 		}
 	}
 	if err != nil {
@@ -417,9 +425,18 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 		}
 		return nil, err
 	}
-	lk := &lock{locker: l, spec: sp, entry: e, lease: ls, own: own, slot: slot, acquired: time.Now()}
+	if e.Err() != nil {
+		// Lost before it could be returned: never hand out a hold whose
+		// Done is closed.
+		err = fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(ls))
+		l.cleanup(e, sp.queue, slot, ls, own)
+		return nil, err
+	}
+	lk := newLock(l, sp, e, ls, own, slot)
 	if !l.track(lk) {
-		lk.Release(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		defer cancel()
+		lk.release(ctx)
 		return nil, ErrClosed
 	}
 	lk.entry.AfterEnd(lk.onEnd)
@@ -451,10 +468,17 @@ func leaseOrKey(ls *lease.Lease) error {
 	return queue.ErrGone
 }
 
-// cleanup removes a waiter's key with a context of its own. A key that
-// cannot be deleted now is handed to the janitor: on a shared lease the
+// cleanup removes a key that will not be a hold, with a context of its
+// own. A lease of the hold's own takes the key with it; on a shared lease,
+// a key that cannot be deleted now is handed to the janitor: the
 // keepalive would keep it, and it would block the queue, for good.
-func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int) {
+func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease.Lease, own bool) {
+	if own {
+		e.Close()
+		revokeDetached(ls)
+		l.freeSlot(queuePrefix, slot)
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
 	defer cancel()
 	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
@@ -470,30 +494,115 @@ func revokeDetached(ls *lease.Lease) {
 	ls.Revoke(ctx)
 }
 
+// wouldGrant returns the TTL etcd would grant for ttl: whole seconds, and
+// at least etcd's minimum once a grant has shown it.
+func (l *Locker) wouldGrant(ttl time.Duration) time.Duration {
+	return time.Duration(max(lease.Seconds(ttl), l.floor.Load())) * time.Second
+}
+
+// learn notes etcd's minimum TTL if ls, granted for ttl, shows it.
+func (l *Locker) learn(ttl time.Duration, ls *lease.Lease) {
+	if granted := int64(ls.TTL() / time.Second); granted > lease.Seconds(ttl) {
+		for {
+			floor := l.floor.Load()
+			if floor >= granted || l.floor.CompareAndSwap(floor, granted) {
+				return
+			}
+		}
+	}
+}
+
+// grantCall is a grant of a shared lease in flight. Callers that need the
+// lease wait for it, each only as long as its own ctx; the grant stops
+// when none is left waiting, or on Close.
+type grantCall struct {
+	done    chan struct{} // closed when ls and err are set
+	cancel  context.CancelFunc
+	waiters int // guarded by Locker.mu
+	ls      *lease.Lease
+	err     error
+}
+
 // leaseFor returns the lease a new hold goes on: a shared keepalive lease
 // for AutoRefresh, else a lease of its own. own reports the latter.
 func (l *Locker) leaseFor(ctx context.Context, sp spec) (ls *lease.Lease, own bool, err error) {
 	if !sp.keepalive {
 		ls, err = lease.Grant(ctx, l.cli, sp.ttl, false, l.lg)
+		if err == nil {
+			l.learn(sp.ttl, ls)
+		}
 		return ls, true, err
 	}
-	secs := lease.Seconds(sp.ttl)
+	secs := int64(l.wouldGrant(sp.ttl) / time.Second)
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, false, ErrClosed
+	}
 	if ls := l.shared[secs]; ls != nil && ls.Alive() {
+		l.mu.Unlock()
 		return ls, false, nil
 	}
-	// Granting under mu keeps concurrent first locks from granting twice;
-	// it happens once per TTL and after a loss.
-	ls, err = lease.Grant(ctx, l.cli, sp.ttl, true, l.lg)
-	if err != nil {
-		return nil, false, err
+	c := l.granting[secs]
+	if c == nil {
+		gctx, cancel := context.WithCancel(l.ctx)
+		c = &grantCall{done: make(chan struct{}), cancel: cancel}
+		l.granting[secs] = c
+		l.wg.Add(1)
+		go l.grant(gctx, secs, sp.ttl, c)
 	}
-	if old := l.shared[secs]; old != nil {
+	c.waiters++
+	l.mu.Unlock()
+	select {
+	case <-c.done:
+		return c.ls, false, c.err
+	case <-ctx.Done():
+		l.mu.Lock()
+		if c.waiters--; c.waiters == 0 && l.granting[secs] == c {
+			delete(l.granting, secs)
+			c.cancel()
+		}
+		l.mu.Unlock()
+		return nil, false, ctx.Err()
+	}
+}
+
+// grant grants the shared lease for secs on behalf of c's waiters, and
+// keeps it in l.shared under the TTL etcd granted.
+func (l *Locker) grant(ctx context.Context, secs int64, ttl time.Duration, c *grantCall) {
+	defer l.wg.Done()
+	defer c.cancel()
+	ls, err := lease.Grant(ctx, l.cli, ttl, true, l.lg)
+	var drop, old *lease.Lease
+	if err == nil {
+		l.learn(ttl, ls)
+	}
+	l.mu.Lock()
+	if l.granting[secs] == c {
+		delete(l.granting, secs)
+	}
+	if err == nil {
+		granted := int64(ls.TTL() / time.Second)
+		switch have := l.shared[granted]; {
+		case l.closed:
+			drop, ls, err = ls, nil, ErrClosed
+		case have != nil && have.Alive():
+			// etcd raised the TTL to one a lease is kept for already.
+			drop, ls = ls, have
+		default:
+			old = have
+			l.shared[granted] = ls
+		}
+	}
+	c.ls, c.err = ls, err
+	l.mu.Unlock()
+	close(c.done)
+	if drop != nil {
+		revokeDetached(drop)
+	}
+	if old != nil {
 		old.Close()
 	}
-	l.shared[secs] = ls
-	return ls, false, nil
 }
 
 // takeSlot returns the lowest slot of queue free in this Locker. A hold's
@@ -550,12 +659,17 @@ func (l *Locker) untrack(lk *lock) {
 	delete(l.holds, lk)
 }
 
-// Close releases every lock the Locker holds, ends every wait with
-// ErrClosed and revokes the Locker's shared leases. It waits for calls in
-// flight, each bounded. Later calls return ErrClosed. It returns the
-// first error from releasing.
+// Close releases every lock the Locker holds, ends every call in flight
+// (a wait with ErrClosed) and revokes the Locker's shared leases. It
+// returns within about queue.CleanupTimeout (2s) whatever is in flight,
+// even with etcd unreachable: every call ends at once and gets at most
+// that long for its cleanup, and Close gives its releases and revokes one
+// such bound, all at once. What it could not delete in time goes when its
+// lease expires. Later calls return ErrClosed; a Release or Refresh of a
+// lock it released returns ErrNotHeld. It returns the first errors from
+// releasing.
 func (l *Locker) Close() error {
-	// Cancel first: a call holding l.mu (a lease Grant, say) ends with it.
+	// Cancel first: every call in flight ends with it.
 	l.cancel()
 	l.mu.Lock()
 	if l.closed {
@@ -567,29 +681,46 @@ func (l *Locker) Close() error {
 	for lk := range l.holds {
 		holds = append(holds, lk)
 	}
-	l.mu.Unlock()
-	l.cancel()
-	l.wg.Wait()
-
-	var failed []error
-	for _, lk := range holds {
-		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
-		if err := lk.Release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
-			failed = append(failed, err)
-		}
-		cancel()
-	}
-	l.mu.Lock()
 	shared := l.shared
 	l.shared = nil
 	l.mu.Unlock()
-	for _, ls := range shared {
-		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+
+	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var failed []error
+	all(holds, func(lk *lock) {
+		if err := lk.release(ctx); err != nil && !errors.Is(err, ErrNotHeld) {
+			mu.Lock()
+			failed = append(failed, err)
+			mu.Unlock()
+		}
+	})
+	// After the releases, so that no hold sees its lease go as a loss.
+	all(slices.Collect(maps.Values(shared)), func(ls *lease.Lease) {
 		err := ls.Revoke(ctx)
 		if err != nil && !errors.Is(err, lease.ErrNotFound) && !errors.Is(err, lease.ErrExpired) {
+			mu.Lock()
 			failed = append(failed, err)
+			mu.Unlock()
 		}
-		cancel()
-	}
+	})
+	l.wg.Wait()
 	return errs.Join(failed...)
+}
+
+// all runs f on every item, a few at a time, and waits for them.
+func all[T any](items []T, f func(T)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 32)
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			f(it)
+		}()
+	}
+	wg.Wait()
 }

@@ -61,7 +61,10 @@ type Lease struct {
 
 	ctx    context.Context // cancelled when the lease ends
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // the keepalive goroutine and a revoke after loss
+	wg     sync.WaitGroup // the keepalive goroutines
+	// revoked is closed when the revoke that follows a lapsed deadline
+	// has returned; nil if there is none.
+	revoked chan struct{}
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -164,10 +167,10 @@ func (l *Lease) end(err error) bool {
 	if errors.Is(err, ErrExpired) && l.cli.Ctx().Err() == nil {
 		// The client gave up on the lease, but etcd may still have it. Try
 		// once to revoke it, so that its keys do not block others until
-		// etcd expires them. Added under mu, so Close waits for it.
-		l.wg.Add(1)
+		// etcd expires them. Set under mu, so Close waits for it.
+		l.revoked = make(chan struct{})
 		go func() {
-			defer l.wg.Done()
+			defer close(l.revoked)
 			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 			defer cancel()
 			l.cli.Revoke(ctx, l.id)
@@ -189,12 +192,16 @@ func (l *Lease) checkDeadline() {
 // that the lease no longer exists.
 func (l *Lease) Gone() { l.end(ErrNotFound) }
 
-// KeepAliveOnce refreshes the lease now and moves the deadline on. It
-// returns ErrNotFound, wrapped, if etcd no longer has the lease.
+// KeepAliveOnce refreshes the lease now and moves the deadline on. The
+// call is bounded by the deadline: an answer that comes after it cannot
+// undo the loss Done has reported. Once the lease has ended, it returns
+// why (ErrExpired, ErrNotFound or ErrRevoked).
 func (l *Lease) KeepAliveOnce(ctx context.Context) error {
 	if !l.Alive() {
 		return l.Err()
 	}
+	ctx, cancel := context.WithDeadline(ctx, l.Deadline())
+	defer cancel()
 	sent := time.Now()
 	resp, err := l.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), l.id)
 	if errors.Is(err, rpctypes.ErrAuthOldRevision) || errors.Is(err, rpctypes.ErrInvalidAuthToken) {
@@ -206,22 +213,27 @@ func (l *Lease) KeepAliveOnce(ctx context.Context) error {
 			resp, err = l.cli.KeepAliveOnce(clientv3.WithRequireLeader(ctx), l.id)
 		}
 	}
-	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	switch {
+	case errors.Is(err, rpctypes.ErrLeaseNotFound):
 		l.end(ErrNotFound)
 		return ErrNotFound
+	case err == nil:
+		l.extend(sent, time.Duration(resp.TTL)*time.Second)
 	}
-	if err != nil {
-		return err
+	// The deadline's timer may not have run yet: do its work here, so that
+	// a call cut short by the deadline reports the loss.
+	l.checkDeadline()
+	if lost := l.Err(); lost != nil {
+		return lost
 	}
-	l.extend(sent, time.Duration(resp.TTL)*time.Second)
-	return nil
+	return err
 }
 
 func (l *Lease) extend(sent time.Time, ttl time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
-		return
+	if l.err != nil || !time.Now().Before(l.deadline) {
+		return // too late: the lease counts as lost already
 	}
 	if d := sent.Add(ttl - Margin(ttl)); d.After(l.deadline) {
 		l.deadline = d
@@ -277,27 +289,45 @@ func (l *Lease) keepAlive(stop <-chan struct{}) {
 }
 
 // Revoke ends the lease on etcd, which deletes every key attached to it.
-// If the lease was already lost, Revoke still asks etcd to drop it and
-// returns the loss, wrapped.
+// If the lease was already lost, Revoke returns the loss, after waiting,
+// as long as ctx allows, for the revoke the loss started.
 func (l *Lease) Revoke(ctx context.Context) error {
 	l.end(ErrRevoked)
 	l.wg.Wait()
+	if lost := l.Err(); !errors.Is(lost, ErrRevoked) {
+		if bg := l.lapsed(); bg != nil {
+			select {
+			case <-bg:
+			case <-ctx.Done():
+			}
+		}
+		return lost
+	}
 	if err := l.cli.Ctx().Err(); err != nil {
 		return fmt.Errorf("etcd client closed: %w", err)
 	}
 	_, err := l.cli.Revoke(ctx, l.id)
-	if lost := l.Err(); !errors.Is(lost, ErrRevoked) {
-		return lost
-	}
 	if errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return ErrNotFound
 	}
 	return err
 }
 
+// lapsed returns the channel closed when the revoke after a lapsed
+// deadline returns, or nil if there is none.
+func (l *Lease) lapsed() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.revoked
+}
+
 // Close stops the keepalive goroutine without revoking: the lease expires
-// on etcd after its TTL.
+// on etcd after its TTL. It waits for a revoke a lapsed deadline started,
+// which is bounded.
 func (l *Lease) Close() {
 	l.end(ErrRevoked)
 	l.wg.Wait()
+	if bg := l.lapsed(); bg != nil {
+		<-bg
+	}
 }

@@ -144,6 +144,19 @@ func (e *Entry) Guard() clientv3.Cmp {
 // lost, or Leave or Close was called.
 func (e *Entry) Done() <-chan struct{} { return e.ended.Done() }
 
+// Context returns a context that ends when the entry ends.
+func (e *Entry) Context() context.Context { return e.ended }
+
+// Lose ends the entry with err, as a loss of its key would, without
+// touching the key: for a caller that can no longer tell whether the key
+// is still its own.
+func (e *Entry) Lose(err error) { e.end(err) }
+
+// Ambiguous reports whether a write that failed with err may have been
+// applied all the same (the call timed out, was cancelled or lost its
+// connection), rather than refused by etcd.
+func Ambiguous(err error) bool { return ambiguous(err) }
+
 // Err returns why Done was closed, or nil while it is open.
 func (e *Entry) Err() error {
 	e.mu.Lock()
@@ -213,6 +226,9 @@ func (e *Entry) watchSelf(watchCtx context.Context) {
 		case wr, ok := <-wch:
 			switch {
 			case !ok || wr.Err() != nil && wr.CompactRevision == 0:
+				if e.hopeless(wr.Err()) {
+					return
+				}
 				// The stream broke (no leader, say): start again where
 				// it stopped, soon.
 				wch = nil
@@ -236,8 +252,11 @@ func (e *Entry) watchSelf(watchCtx context.Context) {
 
 // stillThere checks the key after its watch lost history to a compaction.
 // It returns the revision to watch from, or 0 if the key is gone (the entry
-// then ends) or ctx ended.
+// then ends), ctx ended, or asking again cannot help: the client is closed
+// or etcd refuses the read (permission denied). Other errors are retried
+// with a growing pause.
 func (e *Entry) stillThere(ctx context.Context) int64 {
+	backoff := retryMin
 	for {
 		resp, err := e.cli.Get(ctx, e.key)
 		if err == nil {
@@ -247,10 +266,24 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 			}
 			return resp.Header.Revision + 1
 		}
-		if ctx.Err() != nil {
+		if ctx.Err() != nil || e.hopeless(err) {
 			return 0
 		}
+		select {
+		case <-ctx.Done():
+			return 0
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, retryMax)
 	}
+}
+
+// hopeless reports whether a read or watch that failed with err would
+// fail again however often it is retried: the client is closed, or etcd
+// refuses it. The self-watch then stops; the entry still ends with its
+// lease, but a delete of its key by another client goes unseen.
+func (e *Entry) hopeless(err error) bool {
+	return e.cli.Ctx().Err() != nil || Refused(err)
 }
 
 // Rebind makes lost, instead of the context given to Join, end the entry:

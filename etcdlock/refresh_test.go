@@ -1,0 +1,189 @@
+package etcdlock_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/lease"
+)
+
+// behindProxy returns a cluster, a proxy in front of its member and a
+// Locker whose client goes through the proxy.
+func behindProxy(t *testing.T, opts ...embedtest.Option) (*embedtest.Cluster, *embedtest.Proxy, *etcdlock.Locker) {
+	t.Helper()
+	c := embedtest.New(t, opts...)
+	p, err := c.NewProxy(0)
+	require.NoError(t, err)
+	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
+	require.NoError(t, err)
+	return c, p, newLocker(t, cli)
+}
+
+// toldFirst cuts the holder of lk off and checks that it is told of the
+// loss before another Locker, through cli, acquires the lock.
+func toldFirst(t *testing.T, ctx context.Context, cli *clientv3.Client, p *embedtest.Proxy, lk etcdlock.Lock) {
+	t.Helper()
+	waiter := newLocker(t, cli)
+	var mu sync.Mutex
+	var events []string
+	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	told := make(chan struct{})
+	go func() { <-lk.Done(); record("holder told"); close(told) }()
+	keys := countKeys(t, cli)
+	got := make(chan etcdlock.Lock, 1)
+	go func() {
+		next, err := waiter.Lock(ctx, lk.Key(), 5*time.Second)
+		if assertNoError(t, err) {
+			record("next acquired")
+		}
+		got <- next
+	}()
+	awaitKeys(t, cli, etcdlock.DefaultPrefix, keys+1)
+	p.Cut()
+	next := <-got
+	require.NotNil(t, next)
+	<-told
+	mu.Lock()
+	require.Equal(t, []string{"holder told", "next acquired"}, events)
+	mu.Unlock()
+	require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
+	require.NoError(t, next.Release(ctx))
+}
+
+// leaseOf returns the lease the hold of lk's name is attached to in etcd.
+func leaseOf(t *testing.T, cli *clientv3.Client, lk etcdlock.Lock) int64 {
+	t.Helper()
+	h := holderOf(t, cli, lk.Key())
+	require.Equal(t, lk.Token(), h.Token)
+	return h.LeaseID
+}
+
+// TestRefreshOfUnknownOutcomeKeepsHolderToldFirst: a Refresh to a shorter
+// TTL whose move commits after the caller's ctx ended must leave the hold
+// tracking the lease its key is on, so that a holder cut off afterwards is
+// told before the next holder gets the lock (and, with a lease of its own,
+// the hold must not be deleted by a cleanup of the lease it moved to).
+func TestRefreshOfUnknownOutcomeKeepsHolderToldFirst(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		auto bool
+		// refresh is the Refresh's ctx: long enough for the move's write
+		// to reach etcd through the proxy's 300ms each way, too short for
+		// its answer to come back.
+		refresh time.Duration
+		to      time.Duration // the TTL moved to
+	}{
+		// The 2s shared lease exists already: the move is one Txn.
+		{"AutoRefresh", true, 450 * time.Millisecond, 2 * time.Second},
+		// A Grant, then the Txn. The new lease's TTL counts from the
+		// Grant, and the Grant, the move and its settling take 1.5s.
+		{"own lease", false, 900 * time.Millisecond, 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, p, holder := behindProxy(t)
+			ctx := testCtx(t)
+			if tc.auto {
+				_, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "other", TTL: 2 * time.Second, AutoRefresh: true})
+				require.NoError(t, err)
+			}
+			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "move", TTL: 6 * time.Second, AutoRefresh: tc.auto})
+			require.NoError(t, err)
+			before := leaseOf(t, c.Client(), lk)
+
+			p.SetLatency(300 * time.Millisecond)
+			rctx, cancel := context.WithTimeout(ctx, tc.refresh)
+			err = lk.Refresh(rctx, tc.to)
+			cancel()
+			t.Logf("Refresh: %v", err)
+			h := holderOf(t, c.Client(), lk.Key())
+			require.Equal(t, lk.Token(), h.Token, "the hold's key is gone")
+			if h.LeaseID == before {
+				t.Log("the move did not reach etcd: nothing to check")
+			}
+			toldFirst(t, ctx, c.Client(), p, lk)
+		})
+	}
+}
+
+// TestRefreshPastTheDeadlineReportsLoss: a Refresh whose answer comes
+// after the client-side deadline must not report success for a lock whose
+// Done has closed.
+func TestRefreshPastTheDeadlineReportsLoss(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ttl  time.Duration // the Refresh's
+	}{
+		{"keepalive", 2 * time.Second},
+		{"move", 3 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, p, holder := behindProxy(t)
+			ctx := testCtx(t)
+			lk, err := holder.Lock(ctx, "late", 2*time.Second)
+			require.NoError(t, err)
+			p.SetLatency(200 * time.Millisecond)
+			deadline := lk.ExpiresAt().Add(-lease.Margin(lk.TTL()))
+			// A schedule: the call goes out 100ms before the deadline, and
+			// its answer comes 300ms after it.
+			time.Sleep(time.Until(deadline.Add(-100 * time.Millisecond)))
+			err = lk.Refresh(ctx, tc.ttl)
+			if err == nil {
+				select {
+				case <-lk.Done():
+					t.Fatalf("Refresh returned nil, but the lock is lost: %v", lk.Err())
+				default:
+				}
+				t.Fatal("Refresh past the deadline succeeded")
+			}
+			require.ErrorIs(t, err, etcdlock.ErrLockLost)
+			require.ErrorIs(t, err, etcdlock.ErrNotHeld)
+			<-lk.Done()
+			require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
+		})
+	}
+}
+
+// TestRefreshToTheGrantedTTLIsAKeepalive: with etcd's 2s minimum TTL, a
+// Refresh to a TTL etcd would raise to the one the hold has is a
+// keepalive: the hold stays on its lease.
+func TestRefreshToTheGrantedTTLIsAKeepalive(t *testing.T) {
+	// An election timeout of 700ms makes etcd's minimum TTL 2s, as it is
+	// with etcd's defaults.
+	c := embedtest.New(t, embedtest.WithElection(70*time.Millisecond, 700*time.Millisecond))
+	ctx := testCtx(t)
+	l := newLocker(t, c.Client())
+	for _, tc := range []struct {
+		name    string
+		auto    bool
+		ttl     time.Duration // asked for at Lock
+		refresh []time.Duration
+	}{
+		{"own lease granted 2s", false, 2 * time.Second, []time.Duration{time.Second, 1500 * time.Millisecond, 2 * time.Second}},
+		{"own lease raised to 2s", false, time.Second, []time.Duration{time.Second, 2 * time.Second, 300 * time.Millisecond}},
+		{"AutoRefresh granted 2s", true, 2 * time.Second, []time.Duration{time.Second, 2 * time.Second}},
+		{"AutoRefresh raised to 2s", true, time.Second, []time.Duration{2 * time.Second, time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: tc.name, TTL: tc.ttl, AutoRefresh: tc.auto})
+			require.NoError(t, err)
+			require.Equal(t, 2*time.Second, lk.TTL())
+			id := leaseOf(t, c.Client(), lk)
+			for _, ttl := range tc.refresh {
+				require.NoError(t, lk.Refresh(ctx, ttl))
+				require.Equal(t, 2*time.Second, lk.TTL(), "Refresh(%v)", ttl)
+				require.Equal(t, id, leaseOf(t, c.Client(), lk), "Refresh(%v) moved the hold to another lease", ttl)
+			}
+			require.NoError(t, lk.Refresh(ctx, 3*time.Second))
+			require.Equal(t, 3*time.Second, lk.TTL())
+			require.NotEqual(t, id, leaseOf(t, c.Client(), lk))
+			require.NoError(t, lk.Release(ctx))
+		})
+	}
+}
