@@ -56,7 +56,8 @@ const startAttempts = 5
 // range, and every method returns ErrClosed after Close.
 type Cluster struct {
 	cfg     config
-	dir     string // data root, created by Start and removed by Close
+	dir     string   // data root, created by Start and removed by Close
+	dirLock *os.File // held until dir is removed; see newDataDir
 	token   string
 	members []*Member
 	certs   *certs // WithTLS; nil without
@@ -87,15 +88,16 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 	}
 
 	c := &Cluster{cfg: cfg, token: randomToken()}
-	// MkdirTemp uses the system temp dir when cfg.dir is empty.
+	for _, dir := range sweepDataDirs(cfg.dir) {
+		cfg.logger.Info("embedtest: removed the data directory of a process that died before Close", zap.String("dir", dir))
+	}
 	var err error
-	c.dir, err = os.MkdirTemp(cfg.dir, "embedtest-")
-	if err != nil {
-		return nil, fmt.Errorf("embedtest: data dir: %w", err)
+	if c.dir, c.dirLock, err = newDataDir(cfg.dir); err != nil {
+		return nil, err
 	}
 	if cfg.tls {
 		if c.certs, err = newCerts(filepath.Join(c.dir, "tls")); err != nil {
-			os.RemoveAll(c.dir)
+			c.removeDir()
 			return nil, err
 		}
 	}
@@ -108,7 +110,7 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 		c.stopAll()
 		// A port of our choice is worth trying again; one given is not.
 		if !isAddrInUse(err) || attempt == startAttempts || cfg.listen != "" {
-			os.RemoveAll(c.dir)
+			c.removeDir()
 			return nil, err
 		}
 	}
@@ -116,7 +118,7 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 	cli, err := c.newClient(clientv3.Config{})
 	if err != nil {
 		c.stopAll()
-		os.RemoveAll(c.dir)
+		c.removeDir()
 		return nil, err
 	}
 	c.client = cli
@@ -159,7 +161,7 @@ func (cfg *config) validate() error {
 
 // startAll picks fresh loopback ports for every member and starts them.
 func (c *Cluster) startAll(ctx context.Context) error {
-	unixPeers := peerSocketsOK()
+	unixPeers := peerSocketsOK(c.cfg.logger)
 	perMember := 2
 	if unixPeers {
 		perMember = 1
@@ -186,7 +188,7 @@ func (c *Cluster) startAll(ctx context.Context) error {
 		if unixPeers {
 			// etcd takes the host part as a path relative to the working
 			// directory. The port is part of the file name; any will do.
-			m.peerURL = url.URL{Scheme: "unix", Host: fmt.Sprintf(".embedtest-%s.%s:1", c.token, name)}
+			m.peerURL = url.URL{Scheme: "unix", Host: socketName(c.token, name) + ":1"}
 		} else {
 			m.peerURL = url.URL{Scheme: "http", Host: fmt.Sprintf("127.0.0.1:%d", ports[perMember*i+1])}
 		}
@@ -369,8 +371,17 @@ func (c *Cluster) Close() error {
 		failed = append(failed, f())
 	}
 	c.stopAll()
-	failed = append(failed, os.RemoveAll(c.dir))
+	failed = append(failed, c.removeDir())
 	return errs.Join(failed...)
+}
+
+// removeDir removes the data root, then drops its lock.
+func (c *Cluster) removeDir() error {
+	err := os.RemoveAll(c.dir)
+	if c.dirLock != nil {
+		c.dirLock.Close()
+	}
+	return err
 }
 
 // freePorts asks the kernel for n distinct free ports on 127.0.0.1. Another
@@ -395,7 +406,7 @@ func freePorts(n int) ([]int, error) {
 }
 
 // peerSocketsOK reports whether members can put their peer sockets in the
-// working directory.
+// working directory, and sweeps the sockets dead processes left there.
 //
 // Members talk raft to each other over Unix sockets there, as etcd's own
 // integration tests do, rather than over TCP. Over TCP, etcd's peer
@@ -404,8 +415,8 @@ func freePorts(n int) ([]int, error) {
 // pool: closing a member then waits a second for it, and goroutines stay
 // behind for up to 5s after Close, which makes goleak checks flaky. A Unix
 // socket client drops idle connections at once, so neither happens.
-func peerSocketsOK() bool {
-	f, err := os.CreateTemp(".", ".embedtest-probe-*")
+func peerSocketsOK(lg *zap.Logger) bool {
+	f, err := os.CreateTemp(".", socketPrefix+"probe-*")
 	if err != nil {
 		return false
 	}
@@ -413,36 +424,10 @@ func peerSocketsOK() bool {
 	if os.Remove(f.Name()) != nil {
 		return false
 	}
-	removeStaleSockets()
-	return true
-}
-
-// staleAge is how old a leftover socket must be before Start removes it.
-// A member creates its socket and listens on it in the same instant, so
-// an old one that refuses connections was left by a process that died.
-const staleAge = time.Minute
-
-// removeStaleSockets removes the peer sockets that processes killed before
-// Close left in the working directory.
-func removeStaleSockets() {
-	names, _ := filepath.Glob(".embedtest-*")
-	for _, name := range names {
-		fi, err := os.Lstat(name)
-		if err != nil || time.Since(fi.ModTime()) < staleAge {
-			continue
-		}
-		if fi.Mode()&os.ModeSocket != 0 {
-			conn, err := net.DialTimeout("unix", name, time.Second)
-			if err == nil {
-				conn.Close()
-				continue
-			}
-			if !errors.Is(err, syscall.ECONNREFUSED) {
-				continue
-			}
-		}
-		os.Remove(name)
+	for _, name := range sweepSockets() {
+		lg.Info("embedtest: removed a peer socket of a process that died before Close", zap.String("socket", name))
 	}
+	return true
 }
 
 func isAddrInUse(err error) bool {

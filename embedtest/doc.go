@@ -63,17 +63,35 @@
 //     soon after Start wait that long. Tests change membership on purpose.
 //
 // Clients reach members on 127.0.0.1 only, on ports picked free (Start
-// retries if another process takes one first), with data in a temporary
-// directory that Close removes.
+// retries if another process takes one first).
 //
-// Members talk to each other over Unix sockets named .embedtest-*, which
-// etcd creates in the working directory (the package directory under go
-// test) and removes when the member stops. Over TCP, an etcd peer
-// connection can stay busy for 5s after its last request: closing three
-// members took a second more and left goroutines running for seconds
-// after Close, which trips goleak. If the working directory is not
-// writable, members fall back to TCP on 127.0.0.1, with that cost. A
-// process killed before Close leaves its sockets behind; Start removes
-// those over a minute old that nothing listens on. Do not change the
-// working directory (t.Chdir) while a multi-member cluster runs.
+// # What it writes where
+//
+// A cluster writes two kinds of files, and Close removes both:
+//   - its data, in a directory named embedtest-<pid>-<random> in the
+//     temporary directory (os.TempDir: $TMPDIR, else /tmp), or in the
+//     directory given to WithDataDir. etcd preallocates 64MB WAL files, so
+//     a member's data takes about 123MB on disk; a three-member cluster
+//     about 370MB;
+//   - the members' peer sockets, named .embedtest-<pid>-<token>.m<i>:1, in
+//     the working directory: the package directory under go test. etcd
+//     takes a Unix peer URL's host as the socket's path, and a URL host
+//     cannot hold a '/', so the sockets can live nowhere else. Members talk
+//     to each other over them because over TCP an etcd peer connection can
+//     stay busy for 5s after its last request: closing three members took a
+//     second more and left goroutines running for seconds after Close,
+//     which trips goleak. If the working directory is not writable, members
+//     fall back to TCP on 127.0.0.1, with that cost. Do not change the
+//     working directory (t.Chdir) while a multi-member cluster runs.
+//
+// A process that dies before Close (SIGKILL, go test -timeout, a crash)
+// cannot remove them, so every Start sweeps what dead processes left:
+// data directories in the same parent directory whose cluster's lock
+// (an flock on the directory's .lock file, which the kernel drops when
+// the process dies) nobody holds, and sockets in the working directory
+// whose process is gone and on which nothing listens. Files of running
+// processes are left alone, and so are data directories that earlier
+// versions of embedtest left (named embedtest-<random>, with no lock;
+// remove them by hand). On systems without flock (Windows) data directories are
+// not swept. WithLogger's logger reports each removal at info level.
 package embedtest

@@ -38,7 +38,9 @@ func WithMembers(n int) Option {
 	return optionFunc(func(c *config) { c.members = n })
 }
 
-// WithLogger sends the etcd servers' logs to lg. The default discards them.
+// WithLogger sends the etcd servers' logs to lg, and embedtest's own: the
+// leftovers of dead processes that Start removes, at info level. The
+// default discards them.
 func WithLogger(lg *zap.Logger) Option {
 	return optionFunc(func(c *config) { c.logger = lg })
 }
@@ -77,8 +79,10 @@ func WithClientAddr(addr string) Option {
 	return optionFunc(func(c *config) { c.listen = addr })
 }
 
-// WithDataDir puts the members' data under dir instead of a new temporary
-// directory. Close removes only what the cluster created inside dir.
+// WithDataDir puts the members' data in a new directory inside dir
+// instead of the temporary directory. Close removes only what the cluster
+// created inside dir, and Start sweeps only the directories that dead
+// processes' clusters left there (see the package doc).
 func WithDataDir(dir string) Option {
 	return optionFunc(func(c *config) { c.dir = dir })
 }
