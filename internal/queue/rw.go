@@ -28,11 +28,19 @@ func NearestOp(sub string) clientv3.Op {
 // ahead of the entry, the entry ends, or ctx ends. nearest is the nearest
 // such key known, as NearestOp read it, or nil if none was. watchCtx is as
 // for Join. Like Wait, it watches from the current revision and closes the
-// gap with a read.
+// gap with a read, and rides out transient errors (etcd between leaders):
+// it pauses and starts again.
 func (e *Entry) WaitNone(ctx, watchCtx context.Context, sub string, nearest *mvccpb.KeyValue) error {
+	backoff := retryMin
 	for nearest != nil {
-		var err error
-		if nearest, err = e.waitGone(ctx, watchCtx, sub, nearest); err != nil {
+		next, err := e.waitGone(ctx, watchCtx, sub, nearest)
+		if err == nil {
+			nearest, backoff = next, retryMin
+			continue
+		}
+		// A new watch of the same key, and the read after it, tell what
+		// happened meanwhile.
+		if err := e.pause(ctx, err, &backoff); err != nil {
 			return err
 		}
 	}

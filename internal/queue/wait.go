@@ -81,24 +81,36 @@ func (w *waiter) run() error {
 		if err == errAdmitted {
 			return w.e.Err()
 		}
-		if w.ctx.Err() != nil || w.e.Err() != nil || !transient(err) {
-			return err
-		}
 		// etcd is between leaders or overloaded: the wait goes on until
 		// ctx or the entry ends. Start again from a linearizable read.
 		w.stopAll()
-		select {
-		case <-time.After(backoff):
-		case <-w.e.Done():
-			return w.e.Err()
-		case <-w.ctx.Done():
-			return w.ctx.Err()
+		if err := w.e.pause(w.ctx, err, &backoff); err != nil {
+			return err
 		}
-		backoff = min(2*backoff, retryMax)
 		if err := w.e.reread(w.ctx, w.n, 0); err != nil && !transient(err) {
 			return err
 		}
 	}
+}
+
+// pause waits before a wait tries again after err, and doubles backoff
+// (up to retryMax). It returns err at once if ctx or the entry has ended
+// or err is not transient, and the reason if either ends during the pause.
+func (e *Entry) pause(ctx context.Context, err error, backoff *time.Duration) error {
+	if ctx.Err() != nil || e.Err() != nil || !transient(err) {
+		return err
+	}
+	timer := time.NewTimer(*backoff)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-e.Done():
+		return e.Err()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	*backoff = min(2**backoff, retryMax)
+	return nil
 }
 
 // errWatch marks a watch that did not start or broke.
