@@ -38,14 +38,15 @@ const MaxSemaphoreLimit = 1024
 // token orders permits rather than excluding their holders from each
 // other; Guard checks only that this permit is still held.
 //
-// Every user of a name must agree on the limit. The first acquisition
-// stores it in etcd, and every later one checks it in the same transaction
-// that queues it: one that disagrees gets ErrLimitMismatch and changes
-// nothing. The stored limit is attached to the lease of the acquisition
-// that stored it (with AutoRefresh, its Locker's shared lease, which lives
-// until Close). After that lease is gone, a newcomer must still agree with
-// the permits and waiters left in the queue. So to change a limit, stop
-// every user of the old one.
+// Every user of a name must agree on the limit while the name is in use.
+// An acquisition that finds nobody holding or waiting stores its limit in
+// etcd, and every later one checks it in the same transaction that queues
+// it: one that disagrees gets ErrLimitMismatch and changes nothing. The
+// limit binds for as long as anyone holds or waits, even after the lease
+// it was stored with is gone, and no longer: once the last permit and
+// waiter are gone, the next acquisition stores its own. So to change a
+// limit, let every permit of the old one go; two users that disagree are
+// told so only when their uses overlap.
 //
 // A Semaphore is safe for concurrent use; it is a name, a limit and a
 // Locker, and holds nothing by itself. Make one with Locker.Semaphore.
@@ -115,12 +116,14 @@ func (s *Semaphore) busy(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
+	count := resp.Responses[1].GetResponseRange().Count
+	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && count > 0 {
+		// A limit stored by holders who are all gone binds nobody.
 		if err := s.agree(string(kvs[0].Value)); err != nil {
 			return false, err
 		}
 	}
-	return resp.Responses[1].GetResponseRange().Count >= int64(s.n), nil
+	return count >= int64(s.n), nil
 }
 
 func (s *Semaphore) agree(stored string) error {
@@ -131,9 +134,9 @@ func (s *Semaphore) agree(stored string) error {
 }
 
 // join queues a key for a permit, in one transaction with the check of the
-// limit: under the stored limit if it agrees; or, when none is stored and
-// the queue is empty, storing it. The limit is also in each key's name,
-// for the rare case below.
+// limit: under the stored limit if it agrees; or, when the queue is empty,
+// storing it, over whatever limit the last users left. The limit is also in
+// each key's name, for the rare case below.
 func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
 	*queue.Entry, func(context.Context) error, error) {
 	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
@@ -148,7 +151,7 @@ func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease
 		var err error
 		e, out, err = join([]queue.Branch{
 			{If: []clientv3.Cmp{clientv3.Compare(clientv3.Value(s.nKey), "=", s.limit)}},
-			{If: []clientv3.Cmp{noLimit, clientv3.Compare(clientv3.CreateRevision(s.queue), "=", 0).WithPrefix()},
+			{If: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.queue), "=", 0).WithPrefix()},
 				Also: []clientv3.Op{store}},
 		}, clientv3.OpGet(s.nKey), clientv3.OpGet(s.queue, clientv3.WithPrefix(), clientv3.WithLimit(1)))
 		if !errors.Is(err, queue.ErrNoBranch) {
@@ -162,7 +165,7 @@ func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease
 		}
 		kvs := out.Responses[1].GetResponseRange().Kvs
 		if len(kvs) == 0 {
-			continue // the queue emptied meanwhile
+			continue // not reached: an empty queue takes the second branch
 		}
 		// The stored limit went with the lease that stored it, but the
 		// queue is not empty. Every key in it agreed with the limit when it

@@ -14,7 +14,9 @@ import (
 type SemaphoreInfo struct {
 	// Limit is how many holders the semaphore admits: the limit stored in
 	// etcd or, with none stored, the one its queued keys agreed on. It is
-	// 0 when nobody holds or waits and no limit is stored.
+	// 0 when nobody holds or waits and no limit is stored. A limit stored
+	// while nobody holds or waits is what the last users agreed on; it
+	// binds nobody (see Semaphore).
 	Limit int
 	// Holders hold permits, in token order.
 	Holders []Entry
