@@ -26,7 +26,8 @@ var (
 	// ErrInvalidValue is returned for a value longer than MaxValueLen.
 	ErrInvalidValue = errors.New("election: invalid value")
 	// ErrInvalidOption is returned by New for an option that cannot work,
-	// such as a nil client, and by Run for missing callbacks.
+	// such as a nil client, and by Run for missing or conflicting
+	// callbacks.
 	ErrInvalidOption = errors.New("election: invalid option")
 	// ErrResigned is why a term Run led ended when Resign ended it: the
 	// cause of the duties' context and what OnStoppedLeadingCause gets.

@@ -24,9 +24,9 @@ type Callbacks struct {
 	// context.Cause(ctx) then says which (see OnStoppedLeadingCause). The
 	// ctx has the values and deadline of Run's ctx. It must then return
 	// promptly: Run hands leadership over only after it returns, so that
-	// the duties of two leaders never run at once. When it
-	// returns by itself, Run resigns and campaigns again, which lets the
-	// other candidates take a turn first.
+	// the duties of two leaders never run at once. When it returns by
+	// itself, Run resigns and campaigns again, which lets the other
+	// candidates take a turn first.
 	OnStartedLeading func(ctx context.Context)
 	// OnStoppedLeading is called after each term, as soon as
 	// OnStartedLeading has returned and before Run gives the term up, so
@@ -61,9 +61,10 @@ const (
 // runs cb.OnStartedLeading with a context that ends when leadership does.
 // When the duties return (or their context ends) it calls
 // cb.OnStoppedLeading, then resigns, which hands leadership to the next
-// candidate without waiting for a TTL, and campaigns again. Transient errors from etcd (no leader, timeouts, an
-// unreachable etcd, a lost lease) are logged and the campaign retried,
-// with a delay doubling from 50ms to 2s.
+// candidate without waiting for a TTL, and campaigns again. Transient
+// errors from etcd (no leader, timeouts, an unreachable etcd, a lost
+// lease) are logged and the campaign retried, with a delay doubling from
+// 50ms to 2s.
 //
 // Run returns when ctx ends, after handing leadership over, with nil or
 // the error of that last resignation. It returns at once, with an error

@@ -33,13 +33,7 @@ func TestElectionUnderFaults(t *testing.T) {
 		if i%2 == 1 {
 			ttl = 2 * time.Second
 		}
-		e, err := election.New(s.clients[i], electionName, election.WithTTL(ttl))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &candidate{s: s, id: i, cli: s.clients[i], e: e, stats: &stats,
-			rng: rand.New(rand.NewSource(s.rng.Int63()))}
-		run = append(run, c.run)
+		run = append(run, newCandidate(s, i, ttl, &stats).run)
 	}
 	s.loop(electionNemesis(s, false), rounds(t, 4), s.schedule(0), run)
 	s.checkElection()
@@ -61,14 +55,7 @@ func TestElectionRunUnderFaults(t *testing.T) {
 	for i := range candidates {
 		// Run's duties must return within the lease's margin: a tenth of
 		// the TTL.
-		e, err := election.New(s.clients[i], electionName, election.WithTTL(2*time.Second),
-			election.WithValue(fmt.Sprintf("candidate-%d", i)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		c := &candidate{s: s, id: i, cli: s.clients[i], e: e, stats: &stats,
-			rng: rand.New(rand.NewSource(s.rng.Int63()))}
-		run = append(run, c.lead)
+		run = append(run, newCandidate(s, i, 2*time.Second, &stats).lead)
 	}
 	s.loop(electionNemesis(s, true), rounds(t, 4), s.schedule(0), run)
 	s.checkElection()
@@ -79,6 +66,18 @@ func TestElectionRunUnderFaults(t *testing.T) {
 		t.Logf("Run's duties of %d terms ended before every later term began", len(duties))
 	}
 	t.Logf("candidate outcomes:\n%s", stats.String())
+}
+
+// newCandidate makes candidate i of s. Its value, "candidate-<i>", is how
+// the nemesis tells who leads.
+func newCandidate(s *suite, i int, ttl time.Duration, stats *tally) *candidate {
+	e, err := election.New(s.clients[i], electionName, election.WithTTL(ttl),
+		election.WithValue(fmt.Sprintf("candidate-%d", i)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return &candidate{s: s, id: i, cli: s.clients[i], e: e, stats: stats,
+		rng: rand.New(rand.NewSource(s.rng.Int63()))}
 }
 
 // electionQueue is where the candidates' keys are.
