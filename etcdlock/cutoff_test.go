@@ -1,6 +1,7 @@
 package etcdlock_test
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -27,35 +28,12 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 			cut, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
 			require.NoError(t, err)
 			holder := newLocker(t, cut)
-			waiter := newLocker(t, c.Client())
 
 			// 2s, not the 1s minimum: keepalives on a loaded machine under
 			// -race can take long enough to make a 1s lease look lost.
 			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "cut", TTL: 2 * time.Second, AutoRefresh: auto})
 			require.NoError(t, err)
-
-			var mu sync.Mutex
-			var events []string
-			record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
-			told := make(chan struct{})
-			go func() { <-lk.Done(); record("holder told"); close(told) }()
-			got := make(chan etcdlock.Lock, 1)
-			go func() {
-				next, err := waiter.Lock(ctx, "cut", 5*time.Second)
-				if assertNoError(t, err) {
-					record("next acquired")
-				}
-				got <- next
-			}()
-			awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
-			p.Cut()
-			next := <-got
-			require.NotNil(t, next)
-			<-told
-			mu.Lock()
-			require.Equal(t, []string{"holder told", "next acquired"}, events)
-			mu.Unlock()
-			require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
+			next := toldFirst(t, ctx, c.Client(), p, lk)
 
 			// Heal drops the connections that lost bytes; the client then
 			// reconnects, so the first calls may fail.
@@ -72,4 +50,36 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 			require.NoError(t, next.Release(ctx))
 		})
 	}
+}
+
+// toldFirst cuts the holder of lk off and checks that it is told of the
+// loss before another Locker, through cli, acquires the lock. It returns
+// the new hold.
+func toldFirst(t *testing.T, ctx context.Context, cli *clientv3.Client, p *embedtest.Proxy, lk etcdlock.Lock) etcdlock.Lock {
+	t.Helper()
+	waiter := newLocker(t, cli)
+	var mu sync.Mutex
+	var events []string
+	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
+	told := make(chan struct{})
+	go func() { <-lk.Done(); record("holder told"); close(told) }()
+	keys := countKeys(t, cli)
+	got := make(chan etcdlock.Lock, 1)
+	go func() {
+		next, err := waiter.Lock(ctx, lk.Key(), 5*time.Second)
+		if assertNoError(t, err) {
+			record("next acquired")
+		}
+		got <- next
+	}()
+	awaitKeys(t, cli, etcdlock.DefaultPrefix, keys+1)
+	p.Cut()
+	next := <-got
+	require.NotNil(t, next)
+	<-told
+	mu.Lock()
+	require.Equal(t, []string{"holder told", "next acquired"}, events)
+	mu.Unlock()
+	require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
+	return next
 }

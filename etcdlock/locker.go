@@ -661,10 +661,10 @@ func (l *Locker) untrack(lk *lock) {
 
 // Close releases every lock the Locker holds, ends every call in flight
 // (a wait with ErrClosed) and revokes the Locker's shared leases. It
-// returns within about queue.CleanupTimeout (2s) whatever is in flight,
-// even with etcd unreachable: every call ends at once and gets at most
-// that long for its cleanup, and Close gives its releases and revokes one
-// such bound, all at once. What it could not delete in time goes when its
+// returns within about 2s whatever is in flight, even with etcd
+// unreachable: every call ends at once and gets at most that long (the
+// bound of every cleanup) for its cleanup, and Close gives its releases
+// and revokes one such bound, all at once. What it could not delete in time goes when its
 // lease expires. Later calls return ErrClosed; a Release or Refresh of a
 // lock it released returns ErrNotHeld. It returns the first errors from
 // releasing.

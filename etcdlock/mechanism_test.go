@@ -86,7 +86,7 @@ func TestDeadlineCountsFromTheSend(t *testing.T) {
 	earliest := sent.Add(latency + lk.TTL())
 	toldAt := make(chan time.Time, 1)
 	go func() { <-lk.Done(); toldAt <- time.Now() }()
-	toldFirst(t, ctx, c.Client(), p, lk)
+	require.NoError(t, toldFirst(t, ctx, c.Client(), p, lk).Release(ctx))
 	told := <-toldAt
 	require.True(t, told.Before(earliest), "told %v after etcd could expire the lease", told.Sub(earliest))
 }

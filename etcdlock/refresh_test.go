@@ -2,7 +2,6 @@ package etcdlock_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,37 +23,6 @@ func behindProxy(t *testing.T, opts ...embedtest.Option) (*embedtest.Cluster, *e
 	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
 	require.NoError(t, err)
 	return c, p, newLocker(t, cli)
-}
-
-// toldFirst cuts the holder of lk off and checks that it is told of the
-// loss before another Locker, through cli, acquires the lock.
-func toldFirst(t *testing.T, ctx context.Context, cli *clientv3.Client, p *embedtest.Proxy, lk etcdlock.Lock) {
-	t.Helper()
-	waiter := newLocker(t, cli)
-	var mu sync.Mutex
-	var events []string
-	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
-	told := make(chan struct{})
-	go func() { <-lk.Done(); record("holder told"); close(told) }()
-	keys := countKeys(t, cli)
-	got := make(chan etcdlock.Lock, 1)
-	go func() {
-		next, err := waiter.Lock(ctx, lk.Key(), 5*time.Second)
-		if assertNoError(t, err) {
-			record("next acquired")
-		}
-		got <- next
-	}()
-	awaitKeys(t, cli, etcdlock.DefaultPrefix, keys+1)
-	p.Cut()
-	next := <-got
-	require.NotNil(t, next)
-	<-told
-	mu.Lock()
-	require.Equal(t, []string{"holder told", "next acquired"}, events)
-	mu.Unlock()
-	require.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost)
-	require.NoError(t, next.Release(ctx))
 }
 
 // leaseOf returns the lease the hold of lk's name is attached to in etcd.
@@ -107,7 +75,7 @@ func TestRefreshOfUnknownOutcomeKeepsHolderToldFirst(t *testing.T) {
 			if h.LeaseID == before {
 				t.Log("the move did not reach etcd: nothing to check")
 			}
-			toldFirst(t, ctx, c.Client(), p, lk)
+			require.NoError(t, toldFirst(t, ctx, c.Client(), p, lk).Release(ctx))
 		})
 	}
 }
