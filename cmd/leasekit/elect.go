@@ -49,16 +49,9 @@ func runElect(ctx context.Context, std stdio, args []string) int {
 	once := fs.Bool("once", false, "lead once")
 	ttl := fs.Duration("ttl", defaultTTL, "lease TTL")
 	killAfter := fs.Duration("kill-after", defaultKillAfter, "SIGKILL delay after a loss")
-	pos, argv, err := parse(fs, args, true)
+	name, argv, err := parseNamed(fs, args, true, bad)
 	if errors.Is(err, errHelp) {
 		return printHelp(std, "elect")
-	}
-	if err == nil {
-		err = bad
-	}
-	var name string
-	if err == nil {
-		name, err = oneName(pos)
 	}
 	if err == nil {
 		err = checkTTL(*ttl)
@@ -133,16 +126,9 @@ func runLeader(ctx context.Context, std stdio, args []string) int {
 	conn := addConn(fs, election.DefaultPrefix, &bad)
 	watch := fs.Bool("watch", false, "print every change")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, _, err := parse(fs, args, false)
+	name, _, err := parseNamed(fs, args, false, bad)
 	if errors.Is(err, errHelp) {
 		return printHelp(std, "leader")
-	}
-	if err == nil {
-		err = bad
-	}
-	var name string
-	if err == nil {
-		name, err = oneName(pos)
 	}
 	if err == nil {
 		err = conn.check()

@@ -185,6 +185,21 @@ func indexOf(args []string, s string) int {
 	return -1
 }
 
+// parseNamed is parse for the commands of one NAME: it also returns bad,
+// an error found in the environment while the flags were registered, and
+// checks NAME.
+func parseNamed(fs *flag.FlagSet, args []string, withCommand bool, bad error) (string, []string, error) {
+	pos, argv, err := parse(fs, args, withCommand)
+	if err != nil {
+		return "", nil, err
+	}
+	if bad != nil {
+		return "", nil, bad
+	}
+	name, err := oneName(pos)
+	return name, argv, err
+}
+
 // oneName checks that pos is exactly one non-empty NAME.
 func oneName(pos []string) (string, error) {
 	switch {

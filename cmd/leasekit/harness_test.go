@@ -31,6 +31,7 @@ type event struct {
 	token int64
 	key   string
 	name  string
+	line  string // what a "read" child read
 	sig   syscall.Signal
 	at    time.Time // the child's clock for start and signal; the test's for exit
 }
@@ -108,6 +109,8 @@ func (c *children) read(conn net.Conn) {
 			c.mu.Lock()
 			c.conns[tag] = conn
 			c.mu.Unlock()
+		case ev.what == "read":
+			ev.line = strings.Join(f[2:], " ")
 		case ev.what == "signal" && len(f) == 4:
 			n, _ := strconv.Atoi(f[2])
 			ev.sig = syscall.Signal(n)

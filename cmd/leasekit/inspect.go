@@ -98,16 +98,9 @@ func runInspect(ctx context.Context, std stdio, args []string) int {
 	conn := addConn(fs, etcdlock.DefaultPrefix, &bad)
 	asJSON := fs.Bool("json", false, "print JSON")
 	kind := fs.String("kind", "all", "lock, sem, election or all")
-	pos, _, err := parse(fs, args, false)
+	name, _, err := parseNamed(fs, args, false, bad)
 	if errors.Is(err, errHelp) {
 		return printHelp(std, "inspect")
-	}
-	if err == nil {
-		err = bad
-	}
-	var name string
-	if err == nil {
-		name, err = oneName(pos)
 	}
 	prefixSet := false
 	fs.Visit(func(f *flag.Flag) { prefixSet = prefixSet || f.Name == "prefix" })
@@ -325,16 +318,9 @@ func runUnlock(ctx context.Context, std stdio, args []string) int {
 	conn := addConn(fs, etcdlock.DefaultPrefix, &bad)
 	force := fs.Bool("force", false, "break the lock")
 	token := fs.Int64("token", 0, "only the hold with this token")
-	pos, _, err := parse(fs, args, false)
+	name, _, err := parseNamed(fs, args, false, bad)
 	if errors.Is(err, errHelp) {
 		return printHelp(std, "unlock")
-	}
-	if err == nil {
-		err = bad
-	}
-	var name string
-	if err == nil {
-		name, err = oneName(pos)
 	}
 	switch {
 	case err != nil:

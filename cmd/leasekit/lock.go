@@ -66,14 +66,7 @@ func parseHold(name string, args []string, sem bool) (*holdFlags, string, []stri
 	if sem {
 		fs.Var(&f.limit, "limit", "permits")
 	}
-	pos, argv, err := parse(fs, args, true)
-	if err == nil {
-		err = bad
-	}
-	if err != nil {
-		return nil, "", nil, err
-	}
-	lockName, err := oneName(pos)
+	lockName, argv, err := parseNamed(fs, args, true, bad)
 	switch {
 	case err != nil:
 	case sem && !f.limit.set:

@@ -4,6 +4,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -166,17 +167,26 @@ func TestLockSignalWhileWaiting(t *testing.T) {
 // TestLockCutOffHolderStopsFirst cuts a holding leasekit off from etcd:
 // its command gets SIGTERM before the next `leasekit lock` can start its
 // own, and leasekit exits 70 naming the loss. It logs how long after the
-// cut each happened.
+// cut each happened; LEASEKIT_TEST_CUT_TTL sets the TTL (2s by default)
+// to measure others:
+//
+//	LEASEKIT_TEST_CUT_TTL=10s go test -run TestLockCutOffHolderStopsFirst -v ./cmd/leasekit
 func TestLockCutOffHolderStopsFirst(t *testing.T) {
+	// 2s, not the 1s minimum: keepalives on a loaded machine under -race
+	// can be late enough to make a 1s lease look lost before the cut.
+	ttl := 2 * time.Second
+	if v := os.Getenv("LEASEKIT_TEST_CUT_TTL"); v != "" {
+		var err error
+		if ttl, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("LEASEKIT_TEST_CUT_TTL: %v", err)
+		}
+	}
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	p, err := c.NewProxy(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 2s, not the 1s minimum: keepalives on a loaded machine under -race
-	// can be late enough to make a 1s lease look lost before the cut.
-	const ttl = 2 * time.Second
 	holder := leasekit(t, kids, cmdline([]string{"lock", ep(p.Endpoint()), "--ttl=" + ttl.String(), "cut"}, childArgs("holder", "hold"))...)
 	first := kids.await("start", "holder")
 	next := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--ttl=" + ttl.String(), "cut"}, childArgs("next", "hold"))...)

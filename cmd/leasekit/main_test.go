@@ -73,6 +73,7 @@ func TestMain(m *testing.M) {
 //	hold     run until told "exit N", or until SIGINT, SIGTERM or SIGHUP,
 //	         which it reports and then dies of;
 //	ignore   as hold, but SIGTERM is only reported: it takes SIGKILL;
+//	read     read a line from stdin, report it ("read TAG LINE"), exit 0;
 //	exit N   exit with status N at once;
 //	raise S  die of signal number S (one whose default action Go keeps:
 //	         SIGKILL, SIGINT, SIGTERM, SIGHUP).
@@ -109,6 +110,11 @@ func childMain(args []string) int {
 	fmt.Fprintf(conn, "start %s %d %s %s %d %s\n", tag, os.Getpid(), os.Getenv("LEASEKIT_TOKEN"),
 		os.Getenv("LEASEKIT_KEY"), time.Now().UnixNano(), os.Getenv("LEASEKIT_NAME"))
 	switch action {
+	case "read":
+		line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
+		fmt.Fprintf(conn, "read %s %s\n", tag, strings.TrimSpace(line))
+		release()
+		return 0
 	case "exit":
 		n, _ := strconv.Atoi(args[2])
 		return n
