@@ -208,8 +208,9 @@ func (e *Election) Name() string { return e.name }
 // deleted while it waits, Campaign returns an error wrapping ErrLost, also
 // when the key is deleted in the very revision of the handover (etcdctl
 // del --prefix on the election): it never reports a win for a key that
-// is gone. Guarded writes (Txn, Guard) never succeed for a deleted key. If this candidate already
-// leads, Campaign keeps the term and proclaims value.
+// is gone. Guarded writes (Txn, Guard) never succeed for a deleted key.
+// If this candidate already leads, Campaign keeps the term and proclaims
+// value.
 //
 // A won term lasts until Resign or loss; Done reports a loss. Call Resign
 // when done, or the term lasts (and the lease is renewed) for as long as

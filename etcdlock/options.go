@@ -37,7 +37,9 @@ func WithLogger(lg *zap.Logger) Option {
 }
 
 // WithMetrics sets where the Locker reports acquisitions, waits, holds,
-// failures and losses. The default reports nowhere. See NewPrometheusMetrics.
+// failures and losses. The default reports nowhere. For Prometheus, pass
+// the *lockprom.Metrics that lockprom.New returns
+// (github.com/leasekit/leasekit/etcdlock/lockprom).
 func WithMetrics(m Metrics) Option {
 	return optionFunc(func(o *options) { o.metrics = m })
 }
