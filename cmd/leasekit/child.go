@@ -54,12 +54,10 @@ func startChild(argv, env []string, std stdio) (*child, error) {
 	return ch, nil
 }
 
-// signal sends sig to the command's process group.
+// signal sends sig to the command's process group. A group that is gone
+// (ESRCH) needs no signal.
 func (ch *child) signal(sig syscall.Signal) {
-	err := syscall.Kill(-ch.pgid, sig)
-	if errors.Is(err, syscall.ESRCH) {
-		return // the group is gone
-	}
+	syscall.Kill(-ch.pgid, sig)
 }
 
 // status is the command's exit status as a shell reports it: 128+n if
