@@ -303,8 +303,33 @@ func (m *Member) Rejoin(ctx context.Context) error {
 	m.initialCluster = strings.Join(initial, ",")
 	m.mu.Unlock()
 
+	// The new member checks its list against whichever peer it reaches
+	// first; one that has not applied the add yet refuses it ("member
+	// count is unequal"). A linearizable member list through a member
+	// returns only once that member has applied everything committed
+	// before it, the add included.
+	for _, mm := range c.members {
+		if mm == m || !mm.Running() {
+			continue
+		}
+		if err := memberListVia(ctx, c, mm); err != nil {
+			return fmt.Errorf("embedtest: rejoin %s: %s applying the add: %w", m.name, mm.name, err)
+		}
+	}
+
 	if err := m.launch(embed.ClusterStateFlagExisting); err != nil {
 		return err
 	}
 	return m.waitReady(ctx)
+}
+
+// memberListVia makes a linearizable member list request through mm only.
+func memberListVia(ctx context.Context, c *Cluster, mm *Member) error {
+	cli, err := c.dial(mm.ClientURL())
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	_, err = cli.MemberList(ctx)
+	return err
 }
