@@ -47,4 +47,15 @@
 //
 // etcd counts lease TTLs in whole seconds and raises TTLs below its
 // minimum (2s by default) without saying so; TTL reports what was granted.
+//
+// # Logging
+//
+// An Election logs through WithLogger's *zap.Logger, a no-op by default;
+// what matters also reaches the caller as an error, a callback or Done.
+// At error level: Run gives up because etcd refused a campaign for good
+// (permission denied, bad credentials). At warn level: etcd raised the
+// TTL, a term was lost (its duties cancelled), Run retries a failed
+// campaign, a win came with a key that was already gone, Resign failed,
+// a lease's deadline passed without a keepalive. At debug level: wins and
+// resignations, and retried waits, keepalives and Observe reads.
 package election

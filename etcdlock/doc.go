@@ -1,7 +1,9 @@
 // Package etcdlock provides fair, fenced distributed locks on etcd: a
-// mutex, a Semaphore and an RWMutex, with the lock contract of the
-// "Use Distributed Lock Pattern" decision record (Lock, TryLock,
-// LockWithOptions, Manager).
+// mutex, a Semaphore and an RWMutex. Its API (DistributedLock, Lock,
+// LockOptions and the lock Manager) is that of the architecture decision
+// record "Use Distributed Lock Pattern", a design note outside this
+// repository that leasekit started from, kept so that code written
+// against it works unchanged.
 //
 // The most common use runs a critical section under a lock that stays
 // alive while it runs:
@@ -37,4 +39,10 @@
 // rounded up, Lock.TTL reports what etcd granted, and a raise is logged.
 // Without AutoRefresh, a lock expires after its TTL unless refreshed; with
 // AutoRefresh, lease keepalives keep it until Release.
+//
+// Logging. A Locker logs through WithLogger's *zap.Logger, a no-op by
+// default; every failure also reaches the caller as an error or through
+// Lock.Done. At warn level: etcd raised a TTL to its minimum, a hold was
+// lost (its name, token and cause), a lease's deadline passed without a
+// keepalive. At debug level: a failed keepalive that will be retried.
 package etcdlock

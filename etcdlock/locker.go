@@ -31,8 +31,10 @@ const MaxTTL = 9_000_000_000 * time.Second
 // etcd's 1.5 MiB request limit.
 const MaxMetadataBytes = 64 << 10
 
-// DistributedLock is the contract of the architecture decision record
-// leasekit starts from. *Locker implements it.
+// DistributedLock is the lock API of the architecture decision record "Use
+// Distributed Lock Pattern", a design note outside this repository that
+// leasekit started from, kept so that code written against it works
+// unchanged. *Locker implements it.
 type DistributedLock interface {
 	// Lock waits for the named lock and holds it for ttl unless refreshed.
 	Lock(ctx context.Context, key string, ttl time.Duration) (Lock, error)

@@ -11,8 +11,10 @@ import (
 	"github.com/leasekit/leasekit/internal/queue"
 )
 
-// Manager runs code under locks and tracks locks it acquired by name, as the
-// ADR's lock manager does. It is safe for concurrent use.
+// Manager runs code under locks and tracks locks it acquired by name: the
+// lock manager of the "Use Distributed Lock Pattern" decision record (see
+// DistributedLock), with WithLock, TryWithLock, AcquireLock, ReleaseLock
+// and ReleaseAll. It is safe for concurrent use.
 type Manager struct {
 	dl DistributedLock
 

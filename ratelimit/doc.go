@@ -175,4 +175,14 @@
 // key; deleting the key restores each instance's own default. A new
 // instance reads the stored limit before it answers its first call.
 // Invalid stored limits are logged and ignored.
+//
+// # Logging
+//
+// A Limiter logs through WithLogger's *zap.Logger, a no-op by default;
+// failures also reach the caller as errors. At error level: an invalid
+// stored limit was ignored, Middleware cannot limit a request (it answers
+// 500). At warn level: etcd is unreachable and the outage policy decides,
+// a malformed bucket was ignored, an instance registration or the limit's
+// watch failed and is retried. At info level: etcd is reachable again,
+// the limit changed. At debug level: the count of live instances.
 package ratelimit

@@ -85,9 +85,10 @@ served in the order they asked.`, replicas, name, limit, limit, s.semJobs, s.sem
 	return runManager(ctx, e, sc, lockers)
 }
 
-// runManager shows the ADR's lock Manager: WithLock runs a function under
-// a lock kept alive for it, TryWithLock skips when the lock is taken, and
-// WithLock cancels the function when the lock is lost.
+// runManager shows the lock Manager (the API of the "Use Distributed Lock
+// Pattern" decision record; see etcdlock.DistributedLock): WithLock runs a
+// function under a lock kept alive for it, TryWithLock skips when the lock
+// is taken, and WithLock cancels the function when the lock is lost.
 func runManager(ctx context.Context, e *env, sc *scope, lockers []*etcdlock.Locker) error {
 	const job = "schema-migration"
 	e.out.say(`

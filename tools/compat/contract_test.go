@@ -218,7 +218,19 @@ func testRateLimit(t *testing.T, c *cluster) {
 // carry on when the etcd leader is killed (SIGKILL) and restarted.
 func testKillLeader(t *testing.T, c *cluster) {
 	ctx := testCtx(t, 2*time.Minute)
-	cli1, cli2 := c.client(t), c.client(t)
+	cli1 := c.client(t)
+	lead, err := c.leader(ctx, cli1)
+	require.NoError(t, err)
+	// The waiters talk to the members that stay up: a write whose
+	// response the crash swallowed would leave its outcome unknown, and
+	// Campaign then returns an error for the caller (or Run) to retry.
+	var others []int
+	for i := range c.members {
+		if i != lead {
+			others = append(others, i)
+		}
+	}
+	cli2 := c.client(t, others...)
 	l1, l2 := newLocker(t, cli1), newLocker(t, cli2)
 	const name = "compat/kill"
 	h, err := l1.LockWithOptions(ctx, etcdlock.LockOptions{Key: name, TTL: 10 * time.Second, AutoRefresh: true})
@@ -238,8 +250,6 @@ func testKillLeader(t *testing.T, c *cluster) {
 	require.NoError(t, err)
 	t.Cleanup(func() { lim.Close() })
 
-	lead, err := c.leader(ctx, cli1)
-	require.NoError(t, err)
 	c.kill(lead)
 	t.Logf("killed the leader, %s", c.members[lead].name)
 	require.NoError(t, retry(ctx, func(ctx context.Context) error {
