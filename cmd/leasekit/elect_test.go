@@ -19,6 +19,7 @@ import (
 // new leader's command runs again after it exits (no --once), and a
 // SIGTERM to its leasekit stops both.
 func TestElectFailover(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	args := func(value string) []string {
@@ -73,6 +74,7 @@ func leaderIs(t *testing.T, c *embedtest.Cluster, name, want string) {
 // while `elect --once` leads, exits with its command's status and hands
 // over.
 func TestElectOnceAndLeaderWatch(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	watch := exec.Command(leasekitBin, "leader", ep(c.Endpoints()...), "--watch", "w")

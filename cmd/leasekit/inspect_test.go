@@ -20,6 +20,7 @@ import (
 // leader from `inspect --json` and checks them against what the commands
 // were told; the text form says the same.
 func TestInspectJSON(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	lockArgs := []string{"lock", ep(c.Endpoints()...), "--ttl=30s", "tenant/acme"}
@@ -78,6 +79,7 @@ func TestInspectJSON(t *testing.T) {
 // that etcd's concurrency.Mutex on it (what `etcdctl lock` uses) and
 // `leasekit lock` exclude each other, in both directions.
 func TestInteropWithEtcdMutex(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	_, out, _ := runLeasekit(t, nil, "inspect", ep(c.Endpoints()...), "--json", "--kind=lock", "shared/job")

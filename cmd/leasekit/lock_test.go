@@ -18,6 +18,7 @@ import (
 // commands run one at a time (each holds a file exclusively), with
 // increasing tokens, and each leasekit exits with its command's status.
 func TestLockExclusive(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	excl := []string{exclEnv + "=" + filepath.Join(t.TempDir(), "held")}
@@ -49,6 +50,7 @@ func TestLockExclusive(t *testing.T) {
 // without running anything and leave no key behind; on a free lock
 // --try runs the command.
 func TestLockTryAndTimeout(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	holder := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "busy"}, childArgs("holder", "hold"))...)
@@ -83,6 +85,7 @@ func TestLockTryAndTimeout(t *testing.T) {
 // TestLockExitStatus: the command's status passes through, a signal's
 // is 128+n, and a command that cannot run gets 127 or 126, as in a shell.
 func TestLockExitStatus(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	for _, tc := range []struct {
@@ -115,6 +118,7 @@ func TestLockExitStatus(t *testing.T) {
 // the lock is released at once: a waiter whose --timeout is shorter than
 // the TTL gets it.
 func TestLockSignalsForwarded(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
@@ -144,6 +148,7 @@ func TestLockSignalsForwarded(t *testing.T) {
 // TestLockSignalWhileWaiting: a signal to a waiting leasekit ends the
 // wait with 128+n, runs nothing and leaves no key.
 func TestLockSignalWhileWaiting(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	holder := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "wait"}, childArgs("holder", "hold"))...)
@@ -172,6 +177,7 @@ func TestLockSignalWhileWaiting(t *testing.T) {
 //
 //	LEASEKIT_TEST_CUT_TTL=10s go test -run TestLockCutOffHolderStopsFirst -v ./cmd/leasekit
 func TestLockCutOffHolderStopsFirst(t *testing.T) {
+	t.Parallel()
 	// 2s, not the 1s minimum: keepalives on a loaded machine under -race
 	// can be late enough to make a 1s lease look lost before the cut.
 	ttl := 2 * time.Second
@@ -222,6 +228,7 @@ func TestLockCutOffHolderStopsFirst(t *testing.T) {
 // SIGKILL after --kill-after since it ignores SIGTERM, and leasekit
 // exits 70.
 func TestUnlockForceStuckHolder(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	stuck := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--ttl=30s", "--kill-after=200ms", "stuck"}, childArgs("stuck", "ignore"))...)
@@ -260,6 +267,7 @@ func TestUnlockForceStuckHolder(t *testing.T) {
 // once, the third waits; --try with both permits taken exits 75; another
 // limit for the same name is refused with 64.
 func TestSemaphore(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	args := []string{"sem", ep(c.Endpoints()...), "--limit=2", "pool"}

@@ -35,6 +35,9 @@ const (
 	exclEnv = "LEASEKIT_TEST_EXCL"
 )
 
+// The tests that run leasekit against a cluster of their own run in
+// parallel: most of their time is spent waiting for processes and TTLs.
+// TestEtcdCommand, which needs a port nobody takes meanwhile, does not.
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) != "" {
 		os.Exit(childMain(os.Args[1:]))

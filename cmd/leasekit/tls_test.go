@@ -21,6 +21,7 @@ import (
 // password, and from ETCDCTL_* variables; and checks that each kind of
 // refusal exits 69 with one line that says what is wrong.
 func TestTLSAndAuth(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t, embedtest.WithTLS())
 	kids := newChildren(t)
 	ctx := t.Context()

@@ -17,6 +17,7 @@ import (
 // terminal, so it can read from it (a background group would be stopped
 // by SIGTTIN) and Ctrl-C reaches it.
 func TestTerminalGoesToTheCommand(t *testing.T) {
+	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
 	for _, tc := range []struct {
