@@ -30,6 +30,9 @@ import (
 //     connect attempt is swallowed, and the proxy heals 2.5s later.
 //     embedtest's Heal closes connections that lost bytes, so the attempt
 //     fails at the heal and gRPC retries after its backoff;
+//   - flapping: as handshake, but the network comes back for only 0.25s
+//     between four 2.5s cuts before it stays: each connect attempt fails,
+//     and gRPC's backoff grows after each failure;
 //   - silent: the first connect attempt is swallowed by a peer that never
 //     answers and never closes, as after a partition that dropped the
 //     handshake (the network is back at once; other connections work).
@@ -37,8 +40,8 @@ import (
 //
 // Measured once (-benchtime 1x) on a shared 2-core machine; the figures
 // are timeouts and backoffs, not CPU work: cut 0.03s with either;
-// handshake 1.0s with defaults, 0.3s with etcdclient; silent 21s with
-// defaults, 1.1s with etcdclient.
+// handshake 1.0s with defaults, 0.2-0.3s with etcdclient; flapping the
+// same; silent 21s with defaults, 1.1s with etcdclient.
 func BenchmarkReconnect(b *testing.B) {
 	c := embedtest.New(b)
 	configs := []struct {
@@ -50,46 +53,73 @@ func BenchmarkReconnect(b *testing.B) {
 		}},
 		{"etcdclient", func(ep string) clientv3.Config { return etcdclient.Config(ep) }},
 	}
-	const cutFor = 2500 * time.Millisecond
+	const (
+		cutFor = 2500 * time.Millisecond
+		flapUp = 250 * time.Millisecond
+	)
+	// Each scenario sets up a client with cfg, cuts it off, heals, and
+	// returns how long after the heal a Get answered.
+	scenarios := []struct {
+		name string
+		run  func(b *testing.B, cfg func(string) clientv3.Config) time.Duration
+	}{
+		{"cut", func(b *testing.B, cfg func(string) clientv3.Config) time.Duration {
+			p := newProxy(b, c)
+			defer p.Close()
+			cli := newClient(b, cfg(p.Endpoint()))
+			defer cli.Close()
+			get(b, cli)
+			p.Cut()
+			return healAfter(b, cli, cutFor, p.Heal)
+		}},
+		{"handshake", func(b *testing.B, cfg func(string) clientv3.Config) time.Duration {
+			p := newProxy(b, c)
+			defer p.Close()
+			p.Cut()
+			cli := newClient(b, cfg(p.Endpoint()))
+			defer cli.Close()
+			return healAfter(b, cli, cutFor, p.Heal)
+		}},
+		{"flapping", func(b *testing.B, cfg func(string) clientv3.Config) time.Duration {
+			// Created during a cut, then four short windows of network
+			// between 2.5s cuts: each attempt the client makes falls in a
+			// cut and fails, and gRPC backs off longer after each.
+			p := newProxy(b, c)
+			defer p.Close()
+			p.Cut()
+			cli := newClient(b, cfg(p.Endpoint()))
+			defer cli.Close()
+			for range 4 {
+				wait(cutFor)
+				p.Heal()
+				wait(flapUp)
+				p.Cut()
+			}
+			return healAfter(b, cli, cutFor, p.Heal)
+		}},
+		{"silent", func(b *testing.B, cfg func(string) clientv3.Config) time.Duration {
+			f := newSwallowFirst(b, c.Member(0).ClientURL())
+			defer f.close()
+			cli := newClient(b, cfg(f.endpoint()))
+			defer cli.Close()
+			return healAfter(b, cli, 0, func() {})
+		}},
+	}
 	for _, cf := range configs {
-		b.Run("cut/"+cf.name, func(b *testing.B) {
-			var total time.Duration
-			for b.Loop() {
-				p := newProxy(b, c)
-				cli := newClient(b, cf.cfg(p.Endpoint()))
-				get(b, cli)
-				p.Cut()
-				total += healAfter(b, cli, cutFor, p.Heal)
-				cli.Close()
-				p.Close()
-			}
-			b.ReportMetric(total.Seconds()/float64(b.N), "reconnect-s")
-		})
-		b.Run("handshake/"+cf.name, func(b *testing.B) {
-			var total time.Duration
-			for b.Loop() {
-				p := newProxy(b, c)
-				p.Cut()
-				cli := newClient(b, cf.cfg(p.Endpoint()))
-				total += healAfter(b, cli, cutFor, p.Heal)
-				cli.Close()
-				p.Close()
-			}
-			b.ReportMetric(total.Seconds()/float64(b.N), "reconnect-s")
-		})
-		b.Run("silent/"+cf.name, func(b *testing.B) {
-			var total time.Duration
-			for b.Loop() {
-				f := newSwallowFirst(b, c.Member(0).ClientURL())
-				cli := newClient(b, cf.cfg(f.endpoint()))
-				total += healAfter(b, cli, 0, func() {})
-				cli.Close()
-				f.close()
-			}
-			b.ReportMetric(total.Seconds()/float64(b.N), "reconnect-s")
-		})
+		for _, sc := range scenarios {
+			b.Run(sc.name+"/"+cf.name, func(b *testing.B) {
+				var total time.Duration
+				for b.Loop() {
+					total += sc.run(b, cf.cfg)
+				}
+				b.ReportMetric(total.Seconds()/float64(b.N), "reconnect-s")
+			})
+		}
 	}
 }
+
+// wait is the benchmark's schedule, not a wait for a condition.
+func wait(d time.Duration) { time.Sleep(d) }
 
 func newProxy(b *testing.B, c *embedtest.Cluster) *embedtest.Proxy {
 	p, err := c.NewProxy(0)
