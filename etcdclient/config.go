@@ -73,8 +73,8 @@ const (
 // with leasekit's recommended settings: a DialTimeout of 5s, keepalive
 // pings every 10s with 5s to answer (DialKeepAliveTime and
 // DialKeepAliveTimeout), connect attempts of 1s with backoff capped at 1s
-// (DialOptions), and a no-op Logger. Change any field before passing it to clientv3.New;
-// append to DialOptions rather than replacing it.
+// (DialOptions), and a no-op Logger. Change any field before passing it
+// to clientv3.New; append to DialOptions rather than replacing it.
 func Config(endpoints ...string) clientv3.Config {
 	return clientv3.Config{
 		Endpoints:            slices.Clone(endpoints),
