@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/keys"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
@@ -249,7 +250,7 @@ func (e *Election) begin(run bool) (*term, error) {
 	}
 	e.mu.Unlock()
 	if t != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		ctx, cancel := etcderr.Cleanup(context.Background())
 		defer cancel()
 		e.release(ctx, t)
 	}
@@ -351,21 +352,16 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 // ctx or the entry's end, such as a watch refused while etcd elects a
 // leader, is retried: the key keeps its place in line meanwhile.
 func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
-	delay := retryFirst
+	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
 	for {
 		err := ent.Wait(ctx, clientv3.WithRequireLeader(ctx), 1)
 		if err == nil || ctx.Err() != nil || ent.Err() != nil || errors.Is(err, queue.ErrGone) {
 			return err
 		}
-		e.lg.Debug("campaign: wait failed; retrying", zap.Duration("in", delay), zap.Error(err))
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
+		e.lg.Debug("campaign: wait failed; retrying", zap.Duration("in", b.Delay()), zap.Error(err))
+		if err := b.Wait(ctx); err != nil {
+			return err
 		}
-		delay = min(2*delay, retryLast)
 	}
 }
 
@@ -376,7 +372,7 @@ func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
 // exists then existed at the event too. A member that lags behind shows
 // the key ahead still there; then the read is repeated linearizably.
 func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
-	delay := retryFirst
+	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
 	for serializable := true; ; {
 		var opts []clientv3.OpOption
 		if serializable {
@@ -406,15 +402,10 @@ func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		e.lg.Debug("campaign: confirming the win failed; retrying", zap.Duration("in", delay), zap.Error(err))
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C:
+		e.lg.Debug("campaign: confirming the win failed; retrying", zap.Duration("in", b.Delay()), zap.Error(err))
+		if err := b.Wait(ctx); err != nil {
+			return err
 		}
-		delay = min(2*delay, retryLast)
 	}
 }
 
@@ -447,10 +438,10 @@ func lossCause(ls *lease.Lease) error {
 }
 
 // revokeDetached ends ls with a context of its own, for callers whose
-// context may be gone. It never waits longer than queue.CleanupTimeout for
-// etcd.
+// context may be gone. It never waits longer than etcderr.CleanupTimeout
+// for etcd.
 func revokeDetached(cli *clientv3.Client, ls *lease.Lease) error {
-	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	ctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	return revoke(ctx, cli, ls)
 }

@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Observe reports the leader of the election: first the current one, then
@@ -61,7 +62,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 	defer close(ch)
 	o := &observer{e: e, ch: ch}
 	wctx := clientv3.WithRequireLeader(ctx)
-	delay := retryFirst
+	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
 	for {
 		rev, err := o.load(ctx)
 		if err == nil {
@@ -71,7 +72,7 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 			var progressed bool
 			progressed, err = o.follow(ctx, wctx, rev+1)
 			if progressed {
-				delay = retryFirst
+				b.Reset()
 			}
 		}
 		if ctx.Err() != nil {
@@ -82,15 +83,10 @@ func (e *Election) observe(ctx context.Context, ch chan<- Leader) {
 			e.lg.Debug("observe: the watch fell behind; reading the election again")
 			continue
 		}
-		e.lg.Debug("observe: reading the election again", zap.Error(err), zap.Duration("in", delay))
-		timer := time.NewTimer(delay)
-		select {
-		case <-ctx.Done():
-			timer.Stop()
+		e.lg.Debug("observe: reading the election again", zap.Error(err), zap.Duration("in", b.Delay()))
+		if b.Wait(ctx) != nil {
 			return
-		case <-timer.C:
 		}
-		delay = min(2*delay, retryLast)
 	}
 }
 

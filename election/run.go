@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Callbacks are what Run calls as leadership comes and goes. Run calls
@@ -107,7 +107,7 @@ func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 		}()
 	}
 
-	delay := retryFirst
+	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
 	for {
 		if t == nil {
 			t, err = e.win(ctx, e.value, true)
@@ -116,22 +116,17 @@ func (e *Election) Run(ctx context.Context, cb Callbacks) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if queue.Refused(err) {
+			if etcderr.Refused(err) {
 				e.lg.Error("campaign refused; giving up", zap.Error(err))
 				return err // wrapped by win: "election: campaign ...: ..."
 			}
-			e.lg.Warn("campaign failed; retrying", zap.Duration("in", delay), zap.Error(err))
-			timer := time.NewTimer(delay)
-			select {
-			case <-ctx.Done():
-				timer.Stop()
+			e.lg.Warn("campaign failed; retrying", zap.Duration("in", b.Delay()), zap.Error(err))
+			if b.Wait(ctx) != nil {
 				return nil
-			case <-timer.C:
 			}
-			delay = min(2*delay, retryLast)
 			continue
 		}
-		delay = retryFirst
+		b.Reset()
 		err = e.lead(ctx, t, cb)
 		t = nil
 		if ctx.Err() != nil {
@@ -168,7 +163,7 @@ func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
 	cause = context.Cause(dctx)
 	// Told before the term is given up: while this candidate still holds
 	// its key nobody else can lead, and after a loss the release can wait
-	// out a whole CleanupTimeout on a cut network, longer than etcd takes
+	// out a whole etcderr.CleanupTimeout on a cut network, longer than etcd takes
 	// to expire the lease.
 	switch {
 	case cb.OnStoppedLeading != nil:
@@ -177,7 +172,7 @@ func (e *Election) lead(ctx context.Context, t *term, cb Callbacks) error {
 		cb.OnStoppedLeadingCause(cause)
 	}
 	// ctx may be over, but the handover still deserves a bounded try.
-	rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+	rctx, rcancel := etcderr.Cleanup(ctx)
 	defer rcancel()
 	return e.release(rctx, t)
 }

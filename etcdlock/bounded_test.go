@@ -8,7 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // within runs f and fails the test unless it returns within d: for calls
@@ -64,7 +64,7 @@ func TestNothingWaitsBehindARefresh(t *testing.T) {
 				defer cancel()
 				return lk.Release(rctx)
 			})
-			within(t, queue.CleanupTimeout+time.Second, "Locker.Close", holder.Close)
+			within(t, etcderr.CleanupTimeout+time.Second, "Locker.Close", holder.Close)
 			err = within(t, time.Second, "the Refresh", func() error { return <-refreshed })
 			require.ErrorIs(t, err, etcdlock.ErrNotHeld)
 		})
@@ -74,7 +74,7 @@ func TestNothingWaitsBehindARefresh(t *testing.T) {
 // TestCloseIsBounded: with etcd unreachable and calls in flight whose
 // contexts never end (a Refresh moving a hold, a Release, a grant of a
 // shared lease, a wait, an Inspect), Close returns within about
-// queue.CleanupTimeout, and so does every call.
+// etcderr.CleanupTimeout, and so does every call.
 func TestCloseIsBounded(t *testing.T) {
 	_, p, l := behindProxy(t)
 	ctx := testCtx(t)
@@ -112,7 +112,7 @@ func TestCloseIsBounded(t *testing.T) {
 	// flight.
 	<-clock.Done()
 	start := time.Now()
-	within(t, queue.CleanupTimeout+time.Second, "Locker.Close", l.Close)
+	within(t, etcderr.CleanupTimeout+time.Second, "Locker.Close", l.Close)
 	t.Logf("Close took %v", time.Since(start))
 	for range calls {
 		within(t, time.Second, "calls in flight", func() error { t.Logf("%s returned", <-done); return nil })

@@ -6,7 +6,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // inFlight is how long a write whose outcome is unknown may still land:
@@ -47,7 +47,7 @@ func (l *Locker) dispose(o orphan) {
 // Locker closes, backing off while etcd does not answer.
 func (l *Locker) sweep() {
 	defer l.wg.Done()
-	backoff := 100 * time.Millisecond
+	b := etcderr.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for {
 		l.mu.Lock()
 		pending := l.orphans
@@ -69,19 +69,16 @@ func (l *Locker) sweep() {
 		l.mu.Lock()
 		l.orphans = append(l.orphans, left...)
 		l.mu.Unlock()
-		select {
-		case <-l.ctx.Done():
+		if b.Wait(l.ctx) != nil {
 			return // Close revokes the shared leases
-		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
 // sweepOne deletes o if it exists and reports whether o needs no more
 // attention.
 func (l *Locker) sweepOne(o orphan) bool {
-	ctx, cancel := context.WithTimeout(l.ctx, queue.CleanupTimeout)
+	ctx, cancel := context.WithTimeout(l.ctx, etcderr.CleanupTimeout)
 	defer cancel()
 	cmp := clientv3.Compare(clientv3.CreateRevision(o.key), "=", o.rev)
 	if o.rev == 0 {

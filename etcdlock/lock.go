@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
 )
@@ -346,7 +347,7 @@ func (lk *lock) moveLease(ctx context.Context, cur *lease.Lease, curOwn bool, ne
 		}
 	}
 	// What follows is cleanup, bounded by its own context.
-	cctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	cctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	var on *lease.Lease // the lease the key is on; nil if it is gone
 	switch {
@@ -354,7 +355,7 @@ func (lk *lock) moveLease(ctx context.Context, cur *lease.Lease, curOwn bool, ne
 		if on, mod = lk.settle(resp, next, cur, next); on == cur {
 			moveErr = fmt.Errorf("etcdlock: refresh: key %q changed during the move", key)
 		}
-	case !queue.Ambiguous(moveErr):
+	case !etcderr.Ambiguous(moveErr):
 		on = cur // etcd refused the move (permission denied, say)
 	default:
 		// The fence: unless the move landed, it puts the key back where it

@@ -14,7 +14,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // The misuse table: every bad input or misuse of docs/safety.md
@@ -25,7 +25,7 @@ import (
 // the library's own bounded cleanup (misuseSlack).
 const (
 	misuseCtx   = 5 * time.Second
-	misuseSlack = 2*queue.CleanupTimeout + time.Second
+	misuseSlack = 2*etcderr.CleanupTimeout + time.Second
 )
 
 // misuseEnv is what a case works with: a one-member cluster shared by the

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leasekit/leasekit/internal/errs"
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/keys"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
@@ -436,7 +437,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 	}
 	lk := newLock(l, sp, e, ls, own, slot)
 	if !l.track(lk) {
-		ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+		ctx, cancel := etcderr.Cleanup(context.Background())
 		defer cancel()
 		lk.release(ctx)
 		return nil, ErrClosed
@@ -481,7 +482,7 @@ func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease
 		l.freeSlot(queuePrefix, slot)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	ctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
 		l.dispose(orphan{key: e.Key(), rev: e.Rev(), queue: queuePrefix, slot: slot})
@@ -491,7 +492,7 @@ func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease
 }
 
 func revokeDetached(ls *lease.Lease) {
-	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	ctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	ls.Revoke(ctx)
 }
@@ -687,7 +688,7 @@ func (l *Locker) Close() error {
 	l.shared = nil
 	l.mu.Unlock()
 
-	ctx, cancel := context.WithTimeout(context.Background(), queue.CleanupTimeout)
+	ctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	var mu sync.Mutex
 	var failed []error

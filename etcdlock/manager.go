@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/leasekit/leasekit/internal/errs"
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Manager runs code under locks and tracks locks it acquired by name: the
@@ -128,7 +128,7 @@ func runHolding(ctx context.Context, lk Lock, fn func(ctx context.Context) error
 		close(stopWatch)
 		<-watching
 		lostErr := lk.Err()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), queue.CleanupTimeout)
+		rctx, rcancel := etcderr.Cleanup(ctx)
 		defer rcancel()
 		rerr := lk.Release(rctx)
 		switch {

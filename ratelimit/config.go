@@ -9,7 +9,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 type mvccKV = mvccpb.KeyValue
@@ -27,7 +27,7 @@ const (
 // run is the limiter's one goroutine: it keeps the limit in force equal to
 // the one stored in etcd and sweeps idle keys, until Close. It retries a
 // failed read or watch with a delay doubling from minBackoff to
-// maxBackoff. A definite refusal of the first read (queue.Refused) is
+// maxBackoff. A definite refusal of the first read (etcderr.Refused) is
 // also handed to waitReady, so that calls fail at once with it instead of
 // waiting for a retry that cannot help; retries go on, in case the rights
 // are granted later.
@@ -35,26 +35,21 @@ func (l *Limiter) run(ctx context.Context) {
 	defer close(l.done)
 	tick := time.NewTicker(sweepInterval)
 	defer tick.Stop()
-	backoff := minBackoff
+	b := etcderr.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		watched, err := l.watchLimit(ctx, tick.C)
 		if ctx.Err() != nil {
 			return
 		}
 		if watched {
-			backoff = minBackoff
-		} else if queue.Refused(err) {
+			b.Reset()
+		} else if etcderr.Refused(err) {
 			l.setRefusal(err)
 		}
-		l.lg.Warn("ratelimit: limit watch failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
-		t := time.NewTimer(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
+		l.lg.Warn("ratelimit: limit watch failed; retrying", zap.Error(err), zap.Duration("backoff", b.Delay()))
+		if b.Wait(ctx) != nil {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 

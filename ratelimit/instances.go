@@ -10,15 +10,13 @@ import (
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // instanceTTL is the TTL of the lease each FailLocal instance keeps its key
 // on: a crashed instance is counted for up to this long.
 const instanceTTL = 5 * time.Second
-
-// cleanupTimeout bounds the revoke of an instance's lease at Close, whose
-// own ctx is gone by then.
-const cleanupTimeout = 2 * time.Second
 
 // register keeps this instance's key under base+"i/" and l.live equal to
 // the number of such keys, until ctx ends. Failures are retried with a
@@ -26,26 +24,19 @@ const cleanupTimeout = 2 * time.Second
 // count meanwhile, which is what FailLocal needs during an outage.
 func (l *Limiter) register(ctx context.Context) {
 	defer l.wg.Done()
-	backoff := minBackoff
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
+	b := etcderr.Backoff{Min: minBackoff, Max: maxBackoff}
 	for {
 		counted, err := l.registerOnce(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		if counted {
-			backoff = minBackoff
+			b.Reset()
 		}
-		l.lg.Warn("ratelimit: instance registration failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
-		t.Reset(backoff)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
+		l.lg.Warn("ratelimit: instance registration failed; retrying", zap.Error(err), zap.Duration("backoff", b.Delay()))
+		if b.Wait(ctx) != nil {
 			return
 		}
-		backoff = min(2*backoff, maxBackoff)
 	}
 }
 
@@ -62,7 +53,7 @@ func (l *Limiter) registerOnce(ctx context.Context) (counted bool, err error) {
 		return false, fmt.Errorf("grant: %w", err)
 	}
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+		rctx, cancel := etcderr.Cleanup(ctx)
 		defer cancel()
 		l.cli.Revoke(rctx, lease.ID)
 	}()

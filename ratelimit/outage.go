@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // OutagePolicy says what a Limiter does with a call that needs etcd while
@@ -99,20 +101,15 @@ func (l *Limiter) failed(cause error) {
 // the stored limit succeeds, which needs a quorum. It runs until ctx ends.
 func (l *Limiter) probe(ctx context.Context) {
 	defer l.wg.Done()
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	defer t.Stop()
 	for {
 		select {
 		case <-l.kick:
 		case <-ctx.Done():
 			return
 		}
-		for delay := minProbe; l.down.Load(); delay = min(2*delay, maxProbe) {
-			t.Reset(delay)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
+		b := etcderr.Backoff{Min: minProbe, Max: maxProbe}
+		for l.down.Load() {
+			if b.Wait(ctx) != nil {
 				return
 			}
 			cctx, cancel := l.callCtx(ctx)

@@ -18,7 +18,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/internal/queue"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Timing of the suite. Faults outlast the TTLs, so that cut-off clients
@@ -29,9 +29,9 @@ const (
 	progressTimeout = 30 * time.Second
 	// grace is how long a call may run after its context ended before it
 	// counts as stuck. The libraries clean up after a caller whose context
-	// ended with bounded contexts of their own (queue.CleanupTimeout each,
+	// ended with bounded contexts of their own (etcderr.CleanupTimeout each,
 	// at most two in a row), so a call can legitimately run that long.
-	grace = 2*queue.CleanupTimeout + time.Second
+	grace = 2*etcderr.CleanupTimeout + time.Second
 )
 
 // rounds returns how many fault rounds to run: LEASEKIT_CHAOS_ROUNDS, or

@@ -20,6 +20,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Errors a Lease ends with, reported by Err.
@@ -33,10 +35,6 @@ var (
 	// ErrRevoked means the lease was revoked through this Lease.
 	ErrRevoked = errors.New("lease revoked")
 )
-
-// cleanupTimeout bounds calls made on behalf of a caller whose own context
-// is gone, so that no cleanup can hang on an unreachable etcd.
-const cleanupTimeout = 2 * time.Second
 
 // Margin is how long before "send time + TTL" a lease counts as lost. It
 // covers the holder's reaction time and clocks that run at slightly
@@ -171,7 +169,7 @@ func (l *Lease) end(err error) bool {
 		l.revoked = make(chan struct{})
 		go func() {
 			defer close(l.revoked)
-			ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+			ctx, cancel := etcderr.Cleanup(context.Background())
 			defer cancel()
 			l.cli.Revoke(ctx, l.id)
 		}()

@@ -6,10 +6,9 @@ import (
 	"fmt"
 
 	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // ErrNoBranch is returned by JoinFirst when no branch's conditions held.
@@ -67,7 +66,7 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 	cmps, then, els0 := top.Txn()
 	resp, err := cli.Txn(ctx).If(cmps...).Then(then...).Else(els0...).Commit()
 	if err != nil {
-		if !ambiguous(err) {
+		if !etcderr.Ambiguous(err) {
 			return nil, none, err // refused: nothing was written
 		}
 		// The put may have been applied, or may yet be: the caller must
@@ -97,24 +96,4 @@ func JoinFirst(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key,
 		return nil, none, fmt.Errorf("%w: key %q already exists", ErrAmbiguous, key)
 	}
 	return nil, Joined{Branch: -1, Responses: resps[1:]}, ErrNoBranch
-}
-
-// ambiguous reports whether a failed write may have been applied all the
-// same: when the call timed out, was cancelled or lost its connection. An
-// error etcd answered with (permission denied, lease not found, ...) means
-// it refused the write.
-func ambiguous(err error) bool {
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return true
-	}
-	code := status.Code(err)
-	var ee rpctypes.EtcdError
-	if errors.As(err, &ee) {
-		code = ee.Code()
-	}
-	switch code {
-	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled, codes.Unknown, codes.Internal:
-		return true
-	}
-	return false
 }

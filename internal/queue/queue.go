@@ -29,6 +29,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Errors Wait and Done report.
@@ -45,9 +47,6 @@ var (
 // SelfWatchDelay is how long an entry waits before it watches its own key
 // for deletes by others. A delete in that time is still seen, just later.
 const SelfWatchDelay = 25 * time.Millisecond
-
-// CleanupTimeout bounds calls made after the caller's context is gone.
-const CleanupTimeout = 2 * time.Second
 
 // Entry is one participant's key in a queue.
 type Entry struct {
@@ -152,11 +151,6 @@ func (e *Entry) Context() context.Context { return e.ended }
 // is still its own.
 func (e *Entry) Lose(err error) { e.end(err) }
 
-// Ambiguous reports whether a write that failed with err may have been
-// applied all the same (the call timed out, was cancelled or lost its
-// connection), rather than refused by etcd.
-func Ambiguous(err error) bool { return ambiguous(err) }
-
 // Err returns why Done was closed, or nil while it is open.
 func (e *Entry) Err() error {
 	e.mu.Lock()
@@ -256,7 +250,7 @@ func (e *Entry) watchSelf(watchCtx context.Context) {
 // or etcd refuses the read (permission denied). Other errors are retried
 // with a growing pause.
 func (e *Entry) stillThere(ctx context.Context) int64 {
-	backoff := retryMin
+	b := etcderr.Backoff{Min: retryMin, Max: retryMax}
 	for {
 		resp, err := e.cli.Get(ctx, e.key)
 		if err == nil {
@@ -266,15 +260,9 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 			}
 			return resp.Header.Revision + 1
 		}
-		if ctx.Err() != nil || e.hopeless(err) {
+		if ctx.Err() != nil || e.hopeless(err) || b.Wait(ctx) != nil {
 			return 0
 		}
-		select {
-		case <-ctx.Done():
-			return 0
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, retryMax)
 	}
 }
 
@@ -283,7 +271,7 @@ func (e *Entry) stillThere(ctx context.Context) int64 {
 // refuses it. The self-watch then stops; the entry still ends with its
 // lease, but a delete of its key by another client goes unseen.
 func (e *Entry) hopeless(err error) bool {
-	return e.cli.Ctx().Err() != nil || Refused(err)
+	return e.cli.Ctx().Err() != nil || etcderr.Refused(err)
 }
 
 // Rebind makes lost, instead of the context given to Join, end the entry:
@@ -339,12 +327,12 @@ func (e *Entry) Close() {
 }
 
 // removeDetached deletes the key if it is this entry's, with a context
-// bounded by CleanupTimeout rather than the caller's.
+// bounded by etcderr.CleanupTimeout rather than the caller's.
 func (e *Entry) removeDetached() {
 	if e.cli.Ctx().Err() != nil {
 		return // a closed client cannot delete anything
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), CleanupTimeout)
+	ctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	cmp := clientv3.Compare(clientv3.CreateRevision(e.key), "!=", 0)
 	if e.rev != 0 {

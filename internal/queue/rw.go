@@ -6,6 +6,8 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // A reader of a read-write lock is admitted when no writer is ahead of it,
@@ -31,16 +33,17 @@ func NearestOp(sub string) clientv3.Op {
 // gap with a read, and rides out transient errors (etcd between leaders):
 // it pauses and starts again.
 func (e *Entry) WaitNone(ctx, watchCtx context.Context, sub string, nearest *mvccpb.KeyValue) error {
-	backoff := retryMin
+	b := etcderr.Backoff{Min: retryMin, Max: retryMax}
 	for nearest != nil {
 		next, err := e.waitGone(ctx, watchCtx, sub, nearest)
 		if err == nil {
-			nearest, backoff = next, retryMin
+			nearest = next
+			b.Reset()
 			continue
 		}
 		// A new watch of the same key, and the read after it, tell what
 		// happened meanwhile.
-		if err := e.pause(ctx, err, &backoff); err != nil {
+		if err := e.pause(ctx, err, &b); err != nil {
 			return err
 		}
 	}

@@ -7,8 +7,9 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // A waiter admitted when fewer than n keys are ahead watches the n+1
@@ -71,11 +72,11 @@ type waiter struct {
 }
 
 func (w *waiter) run() error {
-	backoff := retryMin
+	b := etcderr.Backoff{Min: retryMin, Max: retryMax}
 	for {
 		err := w.step()
 		if err == nil {
-			backoff = retryMin
+			b.Reset()
 			continue
 		}
 		if err == errAdmitted {
@@ -84,37 +85,33 @@ func (w *waiter) run() error {
 		// etcd is between leaders or overloaded: the wait goes on until
 		// ctx or the entry ends. Start again from a linearizable read.
 		w.stopAll()
-		if err := w.e.pause(w.ctx, err, &backoff); err != nil {
+		if err := w.e.pause(w.ctx, err, &b); err != nil {
 			return err
 		}
-		if err := w.e.reread(w.ctx, w.n, 0); err != nil && !transient(err) {
+		if err := w.e.reread(w.ctx, w.n, 0); err != nil && !etcderr.Transient(err) {
 			return err
 		}
 	}
 }
 
-// pause waits before a wait tries again after err, and doubles backoff
-// (up to retryMax). It returns err at once if ctx or the entry has ended
-// or err is not transient, and the reason if either ends during the pause.
-func (e *Entry) pause(ctx context.Context, err error, backoff *time.Duration) error {
-	if ctx.Err() != nil || e.Err() != nil || !transient(err) {
+// pause waits before a wait tries again after err. It returns err at once
+// if ctx or the entry has ended or err is not transient, and the reason if
+// either ends during the pause.
+func (e *Entry) pause(ctx context.Context, err error, b *etcderr.Backoff) error {
+	if ctx.Err() != nil || e.Err() != nil || !etcderr.Transient(err) {
 		return err
 	}
-	timer := time.NewTimer(*backoff)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-	case <-e.Done():
-		return e.Err()
-	case <-ctx.Done():
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(e.ended, cancel)()
+	if b.Wait(pctx) != nil {
+		if err := e.Err(); err != nil {
+			return err
+		}
 		return ctx.Err()
 	}
-	*backoff = min(2**backoff, retryMax)
 	return nil
 }
-
-// errWatch marks a watch that did not start or broke.
-var errWatch = errors.New("queue: watch")
 
 // errAdmitted ends the wait loop.
 var errAdmitted = errors.New("admitted")
@@ -217,14 +214,6 @@ func (w *waiter) deleted(keys []string) error {
 	return nil
 }
 
-// transient reports whether an error of etcd's may pass: no leader, a
-// timeout inside etcd, a closed or broken watch, a lost connection.
-func transient(err error) bool {
-	return errors.Is(err, errWatch) || ambiguous(err) ||
-		errors.Is(err, rpctypes.ErrNoLeader) || errors.Is(err, rpctypes.ErrTimeout) ||
-		errors.Is(err, rpctypes.ErrTimeoutDueToLeaderFail) || errors.Is(err, rpctypes.ErrTimeoutDueToConnectionLost)
-}
-
 // watchWindow starts watches on window keys not yet watched, then reads
 // again to close the gap: a key deleted before its watch started sent no
 // event. It repeats while the read shows keys not yet watched. A complete
@@ -323,9 +312,9 @@ func (w *waiter) open(key string, opts ...clientv3.OpOption) watch {
 		case w.ctx.Err() != nil:
 			return watch{err: w.ctx.Err()}
 		case !ok:
-			return watch{err: fmt.Errorf("%w: closed", errWatch)}
+			return watch{err: fmt.Errorf("%w: closed", etcderr.ErrWatch)}
 		}
-		return watch{err: fmt.Errorf("%w: %w", errWatch, wr.Err())}
+		return watch{err: fmt.Errorf("%w: %w", etcderr.ErrWatch, wr.Err())}
 	}
 	return watch{ctx: ctx, cancel: cancel, ch: ch, rev: wr.Header.Revision}
 }
@@ -350,7 +339,7 @@ func (w *waiter) forward(ctx context.Context, id int64, ch clientv3.WatchChan) {
 	}
 	for wr := range ch {
 		if err := wr.Err(); err != nil || wr.Canceled {
-			send(event{rev: id, err: fmt.Errorf("%w: broke: %v", errWatch, err)})
+			send(event{rev: id, err: fmt.Errorf("%w: broke: %v", etcderr.ErrWatch, err)})
 			return
 		}
 		var gone []string
@@ -369,7 +358,7 @@ func (w *waiter) forward(ctx context.Context, id int64, ch clientv3.WatchChan) {
 		}
 	}
 	if ctx.Err() == nil {
-		send(event{rev: id, err: fmt.Errorf("%w: closed", errWatch)})
+		send(event{rev: id, err: fmt.Errorf("%w: closed", etcderr.ErrWatch)})
 	}
 }
 
