@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -338,7 +337,7 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 			ent.Close()
 		}
 		// Revoking deletes the key if Join wrote it.
-		revokeDetached(e.cli, ls)
+		ls.RevokeDetached()
 		return nil, err
 	}
 	t := newTerm(ent, ls, run)
@@ -427,42 +426,12 @@ func onClose(ch <-chan struct{}, f func()) (stop func()) {
 	}
 }
 
-func isNotFound(err error) bool { return errors.Is(err, rpctypes.ErrLeaseNotFound) }
-
 // lossCause says whether a loss came from the lease or from the key.
 func lossCause(ls *lease.Lease) error {
 	if err := ls.Err(); err != nil && !errors.Is(err, lease.ErrRevoked) {
 		return fmt.Errorf("%w: lease: %w", ErrLost, err)
 	}
 	return fmt.Errorf("%w: key deleted", ErrLost)
-}
-
-// revokeDetached ends ls with a context of its own, for callers whose
-// context may be gone. It never waits longer than etcderr.CleanupTimeout
-// for etcd.
-func revokeDetached(cli *clientv3.Client, ls *lease.Lease) error {
-	ctx, cancel := etcderr.Cleanup(context.Background())
-	defer cancel()
-	return revoke(ctx, cli, ls)
-}
-
-// revoke ends ls; an error means etcd may still hold the lease (it then
-// expires after its TTL, as nothing renews it any more).
-func revoke(ctx context.Context, cli *clientv3.Client, ls *lease.Lease) error {
-	err := ls.Revoke(ctx)
-	switch {
-	case err == nil, errors.Is(err, lease.ErrNotFound):
-		return nil
-	case errors.Is(err, lease.ErrExpired):
-		// The client gave up on the lease; Revoke still asked etcd to drop
-		// it, but reports the loss instead of the outcome. Ask once more.
-		_, err = cli.Revoke(ctx, ls.ID())
-		if err != nil && ctx.Err() == nil && !isNotFound(err) {
-			return err
-		}
-		return nil
-	}
-	return err
 }
 
 // Resign gives up leadership: the next candidate leads at once, without
@@ -513,8 +482,15 @@ func (e *Election) release(ctx context.Context, t *term) error {
 	t.stopConfirm()
 	<-t.confirmDone
 	lost := !t.alive()
+	leaseLost := t.lease.Err() != nil
 	t.entry.Close()
-	err := revoke(ctx, e.cli, t.lease)
+	// The key goes with the lease. Nothing is left to report if etcd no
+	// longer has the lease, or if the lease was lost already: the loss
+	// was reported, and nothing renews the lease any more.
+	err := t.lease.Revoke(ctx)
+	if errors.Is(err, lease.ErrNotFound) || leaseLost {
+		err = nil
+	}
 	if err != nil {
 		err = fmt.Errorf("election: resign %q: %w", e.name, err)
 		e.lg.Warn("resign failed; the term ends when its lease expires", zap.Error(err))

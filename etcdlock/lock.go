@@ -199,9 +199,11 @@ func (lk *lock) release(ctx context.Context) error {
 	if own {
 		// The lease is this hold's alone: revoking it deletes the key.
 		lk.entry.Close()
-		err = ls.Revoke(ctx)
-		if errors.Is(err, lease.ErrNotFound) || errors.Is(err, lease.ErrExpired) {
+		if err = ls.Revoke(ctx); errors.Is(err, lease.ErrNotFound) {
 			err = fmt.Errorf("%w: %w", ErrNotHeld, err)
+		} else if lost != nil {
+			// The loss is the answer; nothing renews the lease any more.
+			err = nil
 		}
 	} else {
 		err = lk.entry.Leave(ctx)
@@ -304,7 +306,7 @@ func (lk *lock) refresh(ctx context.Context, ttl time.Duration) error {
 		// etcd raised the TTL to the one the hold has: keep it alive
 		// where it is.
 		if own {
-			revokeDetached(next)
+			next.RevokeDetached()
 		}
 		return cur.KeepAliveOnce(ctx)
 	}

@@ -391,7 +391,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			// and try once more under another.
 			l.dispose(orphan{key: key, queue: sp.queue, slot: slot, until: time.Now().Add(inFlight)})
 			if own {
-				revokeDetached(ls)
+				ls.RevokeDetached()
 			}
 			slot = l.takeSlot(sp.queue)
 			key = k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
@@ -424,7 +424,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 	}
 	if err != nil {
 		if own {
-			revokeDetached(ls)
+			ls.RevokeDetached()
 		}
 		return nil, err
 	}
@@ -478,7 +478,7 @@ func leaseOrKey(ls *lease.Lease) error {
 func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease.Lease, own bool) {
 	if own {
 		e.Close()
-		revokeDetached(ls)
+		ls.RevokeDetached()
 		l.freeSlot(queuePrefix, slot)
 		return
 	}
@@ -489,12 +489,6 @@ func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease
 		return
 	}
 	l.freeSlot(queuePrefix, slot)
-}
-
-func revokeDetached(ls *lease.Lease) {
-	ctx, cancel := etcderr.Cleanup(context.Background())
-	defer cancel()
-	ls.Revoke(ctx)
 }
 
 // wouldGrant returns the TTL etcd would grant for ttl: whole seconds, and
@@ -601,7 +595,7 @@ func (l *Locker) grant(ctx context.Context, secs int64, ttl time.Duration, c *gr
 	l.mu.Unlock()
 	close(c.done)
 	if drop != nil {
-		revokeDetached(drop)
+		drop.RevokeDetached()
 	}
 	if old != nil {
 		old.Close()
@@ -701,8 +695,11 @@ func (l *Locker) Close() error {
 	})
 	// After the releases, so that no hold sees its lease go as a loss.
 	all(slices.Collect(maps.Values(shared)), func(ls *lease.Lease) {
+		// A lease lost already lost its holds with it: only a live one's
+		// failed revoke is worth reporting.
+		lost := ls.Err()
 		err := ls.Revoke(ctx)
-		if err != nil && !errors.Is(err, lease.ErrNotFound) && !errors.Is(err, lease.ErrExpired) {
+		if lost == nil && err != nil && !errors.Is(err, lease.ErrNotFound) {
 			mu.Lock()
 			failed = append(failed, err)
 			mu.Unlock()

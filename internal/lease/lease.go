@@ -1,6 +1,9 @@
-// Package lease wraps an etcd lease with a client-side deadline that fires
-// before etcd can expire the lease, so that a holder learns of a loss before
-// anyone else can take what the lease protected.
+// Package lease is the one lease type under leasekit's locks and
+// elections: it grants an etcd lease, keeps it alive (always, for a
+// while, or once), counts it lost at a client-side deadline that fires
+// before etcd can expire it, so that a holder learns of a loss before
+// anyone else can take what the lease protected, and revokes it. Err says
+// why a lease ended; Revoke's result says what etcd did.
 //
 // etcd starts a lease's TTL when the server receives a grant or keepalive.
 // The client sent it earlier, so "send time + granted TTL" is a deadline the
@@ -61,8 +64,9 @@ type Lease struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the keepalive goroutines
 	// revoked is closed when the revoke that follows a lapsed deadline
-	// has returned; nil if there is none.
-	revoked chan struct{}
+	// has returned, with its outcome in lapseRevoke; nil if there is none.
+	revoked     chan struct{}
+	lapseRevoke error
 
 	mu       sync.Mutex
 	deadline time.Time
@@ -171,7 +175,7 @@ func (l *Lease) end(err error) bool {
 			defer close(l.revoked)
 			ctx, cancel := etcderr.Cleanup(context.Background())
 			defer cancel()
-			l.cli.Revoke(ctx, l.id)
+			l.lapseRevoke = l.revoke(ctx)
 		}()
 	}
 	return true
@@ -286,21 +290,42 @@ func (l *Lease) keepAlive(stop <-chan struct{}) {
 	}
 }
 
-// Revoke ends the lease on etcd, which deletes every key attached to it.
-// If the lease was already lost, Revoke returns the loss, after waiting,
-// as long as ctx allows, for the revoke the loss started.
+// Revoke ends the lease and has etcd revoke it, which deletes every key
+// attached to it. Its outcome is what etcd did, whatever ended the lease
+// before (Err says that): nil if etcd revoked the lease, now or in the
+// revoke a lapsed deadline started; ErrNotFound if etcd no longer had it;
+// otherwise the error, and etcd may still have the lease, which then
+// expires after its TTL, as nothing renews it any more. A revoke that a
+// lapsed deadline started and that failed is tried again with ctx.
 func (l *Lease) Revoke(ctx context.Context) error {
 	l.end(ErrRevoked)
 	l.wg.Wait()
-	if lost := l.Err(); !errors.Is(lost, ErrRevoked) {
-		if bg := l.lapsed(); bg != nil {
-			select {
-			case <-bg:
-			case <-ctx.Done():
-			}
-		}
-		return lost
+	if errors.Is(l.Err(), ErrNotFound) {
+		return ErrNotFound // etcd said so
 	}
+	if bg := l.lapsed(); bg != nil {
+		select {
+		case <-bg:
+			if err := l.lapseRevoke; err == nil || errors.Is(err, ErrNotFound) {
+				return err
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return l.revoke(ctx)
+}
+
+// RevokeDetached is Revoke with a context of its own, bounded by
+// etcderr.CleanupTimeout: for a caller whose own context may be gone.
+func (l *Lease) RevokeDetached() error {
+	ctx, cancel := etcderr.Cleanup(context.Background())
+	defer cancel()
+	return l.Revoke(ctx)
+}
+
+// revoke asks etcd to revoke the lease.
+func (l *Lease) revoke(ctx context.Context) error {
 	if err := l.cli.Ctx().Err(); err != nil {
 		return fmt.Errorf("etcd client closed: %w", err)
 	}

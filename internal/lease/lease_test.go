@@ -79,3 +79,27 @@ func TestGoneAndKeepAliveOfARevokedLease(t *testing.T) {
 	<-l.Done()
 	require.ErrorIs(t, l.Err(), lease.ErrNotFound)
 }
+
+// Revoke reports what etcd did, whatever ended the lease before: a lease
+// lost to its deadline was revoked by then (or expired by etcd), and one
+// revoked from outside is not found. Err keeps the loss.
+func TestRevokeReportsWhatEtcdDid(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := context.Background()
+	lapsed, err := lease.Grant(ctx, c.Client(), time.Second, false, zap.NewNop())
+	require.NoError(t, err)
+	<-lapsed.Done()
+	if err := lapsed.Revoke(ctx); err != nil {
+		require.ErrorIs(t, err, lease.ErrNotFound, "etcd may have expired it before the revoke")
+	}
+	require.ErrorIs(t, lapsed.Err(), lease.ErrExpired)
+	ttl, err := c.Client().TimeToLive(ctx, lapsed.ID())
+	require.NoError(t, err)
+	require.EqualValues(t, -1, ttl.TTL, "gone from etcd")
+
+	outside, err := lease.Grant(ctx, c.Client(), 5*time.Second, true, zap.NewNop())
+	require.NoError(t, err)
+	_, err = c.Client().Revoke(ctx, outside.ID())
+	require.NoError(t, err)
+	require.ErrorIs(t, outside.RevokeDetached(), lease.ErrNotFound)
+}
