@@ -5,12 +5,18 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 TESTFLAGS   ?=
 BENCHFLAGS  ?= -benchtime=2s -count=1
+# make bench: the paired comparisons with etcd's own recipes, PAIRS pairs
+# of rounds each (b.N counts pairs).
+PAIRS       ?= 10
+PAIRED      ?= ^Benchmark(Contended|Uncontended|Semaphore|RWMutex|Handover)
+# make bench-etcd: where the etcd 3.7.3 server process listens.
+BENCH_ETCD_PORT ?= 32379
 # make compat: the etcd server versions (tools/compat/etcd/vX.Y) and where
 # their binaries go (ignored by git).
 COMPAT_VERSIONS ?= 3.5 3.6 3.7
 COMPAT_BIN      ?= $(CURDIR)/tools/compat/.bin
 
-.PHONY: all test demo bench lint cover chaos compat
+.PHONY: all test demo bench bench-etcd bench-other lint cover chaos compat
 
 all: lint test
 
@@ -23,9 +29,33 @@ test:
 demo:
 	$(GO) run ./cmd/demo $(ARGS)
 
-## bench: benchmarks only, leasekit beside etcd's concurrency package.
+## bench: leasekit beside etcd's concurrency package and recipes, paired
+## (the two alternate in short rounds on one server; the ratio is taken per
+## pair), on an embedded etcd with fsync on and with fsync off, and on the
+## etcd at LEASEKIT_BENCH_ENDPOINTS if set. Ends with a Markdown table per
+## package. Run it on an idle machine.
 bench:
-	$(GO) test -run '^$$' -bench . $(BENCHFLAGS) ./...
+	$(GO) test -run '^$$' -bench '$(PAIRED)' -benchtime=$(PAIRS)x -count=1 -timeout 60m ./etcdlock ./election
+
+## bench-etcd: make bench with a real etcd 3.7.3 process as a third server:
+## built from tools/compat/etcd/v3.7, one member with etcd's defaults (fsync
+## on) on 127.0.0.1:$(BENCH_ETCD_PORT), its data in a temporary directory
+## under /tmp that is removed afterwards.
+bench-etcd:
+	@mkdir -p $(COMPAT_BIN)
+	cd tools/compat/etcd/v3.7 && $(GO) build -o $(COMPAT_BIN)/etcd-3.7 .
+	@set -e; dir=$$(mktemp -d /tmp/leasekit-bench-etcd.XXXXXX); \
+	c=http://127.0.0.1:$(BENCH_ETCD_PORT); p=http://127.0.0.1:$$(($(BENCH_ETCD_PORT)+1)); \
+	$(COMPAT_BIN)/etcd-3.7 --name bench --data-dir $$dir/data \
+		--listen-client-urls $$c --advertise-client-urls $$c \
+		--listen-peer-urls $$p --initial-advertise-peer-urls $$p --initial-cluster bench=$$p \
+		>$$dir/etcd.log 2>&1 & pid=$$!; \
+	trap 'kill $$pid; wait $$pid; rm -rf $$dir' EXIT; \
+	LEASEKIT_BENCH_ENDPOINTS=127.0.0.1:$(BENCH_ETCD_PORT) $(MAKE) --no-print-directory bench
+
+## bench-other: every other benchmark (rate limits, scale, embedtest start).
+bench-other:
+	$(GO) test -run '^$$' -bench . -skip '$(PAIRED)' $(BENCHFLAGS) ./...
 
 ## lint: formatting, vet and staticcheck.
 lint:

@@ -1,216 +1,96 @@
 package etcdlock_test
 
 import (
-	"context"
 	"fmt"
-	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
-
-	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
-// A contender acquires the lock and returns the function that releases it.
-type contender func(ctx context.Context) (release func() error, err error)
+// The comparisons with etcd's own recipes. Each runs on every server of
+// benchkit.Targets (embedded etcd with fsync on, the headline, and off;
+// a real etcd when $LEASEKIT_BENCH_ENDPOINTS is set), in b.N pairs of
+// rounds that alternate leasekit and the reference; TestMain prints them
+// as a table at the end. make bench runs them with 10 pairs.
 
-// benchContended runs workers that each loop acquire, hold, release on one
-// name, as in DESIGN.md's anchor (8 workers, hold 1ms, own clients), and
-// reports acquisitions/s, handoff latency and Jain's fairness index.
-func benchContended(b *testing.B, workers int, hold time.Duration, mk func(cli *clientv3.Client) contender) {
-	c := embedtest.New(b)
-	ctx := context.Background()
-	cs := make([]contender, workers)
-	for i := range cs {
-		cli, err := c.NewClient()
-		if err != nil {
-			b.Fatal(err)
-		}
-		cs[i] = mk(cli)
-	}
-	var (
-		remaining   atomic.Int64
-		lastRelease atomic.Int64 // unix nanos of the latest release
-		mu          sync.Mutex
-		handoffs    []time.Duration
-		counts      = make([]int, workers)
-		wg          sync.WaitGroup
-	)
-	remaining.Store(int64(b.N))
-	b.ResetTimer()
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for remaining.Add(-1) >= 0 {
-				release, err := cs[w](ctx)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				now := time.Now()
-				if prev := lastRelease.Load(); prev != 0 {
-					mu.Lock()
-					handoffs = append(handoffs, now.Sub(time.Unix(0, prev)))
-					mu.Unlock()
-				}
-				counts[w]++
-				time.Sleep(hold)
-				lastRelease.Store(time.Now().UnixNano())
-				if err := release(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "acq/s")
-	if len(handoffs) > 0 {
-		slices.Sort(handoffs)
-		b.ReportMetric(ms(handoffs[len(handoffs)/2]), "handoff-p50-ms")
-		b.ReportMetric(ms(handoffs[len(handoffs)*99/100]), "handoff-p99-ms")
-	}
-	b.ReportMetric(jain(counts), "jain")
-}
+// contended is DESIGN.md's anchor workload: 8 workers with clients of
+// their own on one name, each hold 1ms.
+var contended = benchkit.Workload{Workers: 8, Hold: time.Millisecond, Exclusive: true}
 
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+// uncontended is one worker's take and release, back to back.
+var uncontended = benchkit.Workload{Workers: 1, Exclusive: true}
 
-// jain is Jain's fairness index of xs: 1 when all are equal.
-func jain(xs []int) float64 {
-	var sum, sq float64
-	for _, x := range xs {
-		sum += float64(x)
-		sq += float64(x) * float64(x)
-	}
-	if sq == 0 {
-		return 0
-	}
-	return sum * sum / (float64(len(xs)) * sq)
-}
-
-func leasekitContender(b *testing.B, auto bool) func(*clientv3.Client) contender {
-	return func(cli *clientv3.Client) contender {
-		l, err := etcdlock.New(cli)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { l.Close() })
-		return func(ctx context.Context) (func() error, error) {
-			lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "bench", TTL: 10 * time.Second, AutoRefresh: auto})
-			if err != nil {
-				return nil, err
-			}
-			return func() error { return lk.Release(ctx) }, nil
-		}
-	}
-}
-
-func concurrencyContender(b *testing.B, sessionPerLock bool) func(*clientv3.Client) contender {
-	return func(cli *clientv3.Client) contender {
-		var shared *concurrency.Session
-		if !sessionPerLock {
-			s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { s.Close() })
-			shared = s
-		}
-		return func(ctx context.Context) (func() error, error) {
-			s := shared
-			if sessionPerLock {
-				var err error
-				if s, err = concurrency.NewSession(cli, concurrency.WithTTL(10)); err != nil {
-					return nil, err
-				}
-			}
-			m := concurrency.NewMutex(s, "/bench-concurrency/")
-			if err := m.Lock(ctx); err != nil {
-				return nil, err
-			}
-			return func() error {
-				err := m.Unlock(ctx)
-				if sessionPerLock {
-					s.Close()
-				}
-				return err
-			}, nil
-		}
-	}
-}
-
-// BenchmarkContended is DESIGN.md's contended anchor: 8 workers with their
-// own clients, one name, hold 1ms. Compare leasekit with
-// concurrency.Mutex from the same run.
+// BenchmarkContended is the anchor workload on the mutex, beside
+// concurrency.Mutex. It also gives the acquisitions as a fraction of the
+// server's ceiling, measured between pairs.
 func BenchmarkContended(b *testing.B) {
-	b.Run("impl=leasekit", func(b *testing.B) { benchContended(b, 8, time.Millisecond, leasekitContender(b, true)) })
-	b.Run("impl=concurrency", func(b *testing.B) { benchContended(b, 8, time.Millisecond, concurrencyContender(b, false)) })
+	benchkit.Bench(b, "mutex, 8 workers, hold 1ms", benchkit.LeasekitMutex(true), benchkit.ConcurrencyMutex(false),
+		contended, benchkit.Options{})
 }
 
-// BenchmarkUncontended is one worker's Lock and Release on a free name.
+// BenchmarkUncontended is one worker's Lock and Release on a free name:
+// AutoRefresh beside concurrency.Mutex on a shared session, and the ADR's
+// Lock(ctx, key, ttl), a lease per lock, beside a new session per lock.
 func BenchmarkUncontended(b *testing.B) {
-	for _, bc := range []struct {
-		name string
-		mk   func(*clientv3.Client) contender
-	}{
-		{"impl=leasekit/AutoRefresh", leasekitContender(b, true)},
-		{"impl=concurrency/shared-session", concurrencyContender(b, false)},
-		{"impl=leasekit/own-lease", leasekitContender(b, false)},
-		{"impl=concurrency/session-per-lock", concurrencyContender(b, true)},
-	} {
-		b.Run(bc.name, func(b *testing.B) {
-			benchContended(b, 1, 0, bc.mk)
+	o := benchkit.Options{Round: 300 * time.Millisecond}
+	b.Run("autorefresh", func(b *testing.B) {
+		benchkit.Bench(b, "mutex cycle, AutoRefresh vs shared session", benchkit.LeasekitMutex(true),
+			benchkit.ConcurrencyMutex(false), uncontended, o)
+	})
+	b.Run("own-lease", func(b *testing.B) {
+		benchkit.Bench(b, "mutex cycle, Lock(ctx, key, ttl) vs session per lock", benchkit.LeasekitMutex(false),
+			benchkit.ConcurrencyMutex(true), uncontended, o)
+	})
+}
+
+// BenchmarkSemaphoreContended is the anchor workload on semaphores of 1, 2
+// and 4 permits, beside concurrency.Mutex: etcd has no semaphore recipe,
+// and a mutex is a semaphore of 1.
+func BenchmarkSemaphoreContended(b *testing.B) {
+	for _, n := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
+			wl := contended
+			wl.Exclusive = n == 1
+			benchkit.Bench(b, fmt.Sprintf("semaphore n=%d, 8 workers, hold 1ms", n), benchkit.LeasekitSemaphore(n),
+				benchkit.ConcurrencyMutex(false), wl, benchkit.Options{})
 		})
 	}
 }
 
-var _ = fmt.Sprint
+// BenchmarkSemaphoreUncontended is one worker's Acquire and Release of a
+// semaphore of 2, beside concurrency.Mutex.
+func BenchmarkSemaphoreUncontended(b *testing.B) {
+	benchkit.Bench(b, "semaphore n=2 cycle, AutoRefresh", benchkit.LeasekitSemaphore(2), benchkit.ConcurrencyMutex(false),
+		uncontended, benchkit.Options{Round: 300 * time.Millisecond})
+}
 
-// BenchmarkUncontendedPaired alternates a leasekit AutoRefresh
-// Lock+Release with a concurrency.Mutex Lock+Unlock on a shared session,
-// op by op on one server, so that both see the same load; it reports each
-// one's rate and their ratio.
-func BenchmarkUncontendedPaired(b *testing.B) {
-	c := embedtest.New(b)
-	cli, err := c.NewClient()
-	if err != nil {
-		b.Fatal(err)
-	}
-	ours := leasekitContender(b, true)(cli)
-	theirs := concurrencyContender(b, false)(cli)
-	ctx := context.Background()
-	var tOurs, tTheirs time.Duration
-	cycle := func(f contender) time.Duration {
-		start := time.Now()
-		release, err := f(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := release(); err != nil {
-			b.Fatal(err)
-		}
-		return time.Since(start)
-	}
-	b.ResetTimer()
-	for i := range b.N {
-		if i%2 == 0 {
-			tOurs += cycle(ours)
-			tTheirs += cycle(theirs)
-		} else {
-			tTheirs += cycle(theirs)
-			tOurs += cycle(ours)
-		}
-	}
-	b.ReportMetric(float64(b.N)/tOurs.Seconds(), "leasekit-acq/s")
-	b.ReportMetric(float64(b.N)/tTheirs.Seconds(), "concurrency-acq/s")
-	b.ReportMetric(tTheirs.Seconds()/tOurs.Seconds(), "ratio")
+// BenchmarkRWMutexContended is the anchor workload on the RWMutex, one
+// take in ten a write, beside etcd's experimental recipe.RWMutex.
+func BenchmarkRWMutexContended(b *testing.B) {
+	wl := benchkit.Workload{Workers: 8, Hold: time.Millisecond, WriteEvery: 10}
+	benchkit.Bench(b, "rwmutex, 8 workers, hold 1ms, 10% writes", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
+		wl, benchkit.Options{})
+}
+
+// BenchmarkRWMutexReadOnly is 8 workers that only read: readers never
+// wait for each other, so this is the cost of RLock and release under load.
+func BenchmarkRWMutexReadOnly(b *testing.B) {
+	wl := benchkit.Workload{Workers: 8, Hold: time.Millisecond}
+	benchkit.Bench(b, "rwmutex, 8 readers, hold 1ms", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
+		wl, benchkit.Options{})
+}
+
+// BenchmarkRWMutexUncontended is one worker's RLock and release, and Lock
+// and release.
+func BenchmarkRWMutexUncontended(b *testing.B) {
+	o := benchkit.Options{Round: 300 * time.Millisecond}
+	b.Run("read", func(b *testing.B) {
+		benchkit.Bench(b, "rwmutex read cycle", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
+			benchkit.Workload{Workers: 1}, o)
+	})
+	b.Run("write", func(b *testing.B) {
+		benchkit.Bench(b, "rwmutex write cycle", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
+			benchkit.Workload{Workers: 1, WriteEvery: 1, Exclusive: true}, o)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
+func TestMain(m *testing.M) { goleak.VerifyTestMain(benchkit.Main(m), embedtest.LeakOptions()...) }

@@ -10,8 +10,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
-	recipe "go.etcd.io/etcd/client/v3/experimental/recipes"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
@@ -338,82 +336,4 @@ func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 	require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
 	require.NoError(t, w.Release(ctx))
 	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix))
-}
-
-func rwmutexOp(b *testing.B) func(*clientv3.Client) shapeOp {
-	return func(cli *clientv3.Client) shapeOp {
-		l, err := etcdlock.New(cli)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { l.Close() })
-		m, err := l.RWMutex("bench")
-		if err != nil {
-			b.Fatal(err)
-		}
-		opts := etcdlock.LockOptions{TTL: 10 * time.Second, AutoRefresh: true}
-		return func(ctx context.Context, write bool) (func() error, error) {
-			var lk etcdlock.Lock
-			var err error
-			if write {
-				lk, err = m.LockWithOptions(ctx, opts)
-			} else {
-				lk, err = m.RLockWithOptions(ctx, opts)
-			}
-			if err != nil {
-				return nil, err
-			}
-			return func() error { return lk.Release(ctx) }, nil
-		}
-	}
-}
-
-// recipeOp is etcd's experimental recipe.RWMutex on a shared session. It
-// takes no context, so it would hang on an unreachable etcd; the
-// benchmark's in-process etcd stays up.
-func recipeOp(b *testing.B) func(*clientv3.Client) shapeOp {
-	return func(cli *clientv3.Client) shapeOp {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		return func(_ context.Context, write bool) (func() error, error) {
-			m := recipe.NewRWMutex(s, "/bench-recipe-rw")
-			if write {
-				if err := m.Lock(); err != nil {
-					return nil, err
-				}
-				return m.Unlock, nil
-			}
-			if err := m.RLock(); err != nil {
-				return nil, err
-			}
-			return m.RUnlock, nil
-		}
-	}
-}
-
-// BenchmarkRWMutexContended is 8 workers with their own clients on one
-// name, hold 1ms, one operation in ten a write, beside etcd's experimental
-// recipe.RWMutex from the same run.
-func BenchmarkRWMutexContended(b *testing.B) {
-	b.Run("impl=leasekit", func(b *testing.B) { benchShape(b, 8, 10, time.Millisecond, rwmutexOp(b)) })
-	b.Run("impl=recipe", func(b *testing.B) { benchShape(b, 8, 10, time.Millisecond, recipeOp(b)) })
-}
-
-// BenchmarkRWMutexReadOnly is 8 workers that only read: readers never wait
-// for each other, so this is the cost of RLock and release under load.
-func BenchmarkRWMutexReadOnly(b *testing.B) {
-	b.Run("impl=leasekit", func(b *testing.B) { benchShape(b, 8, 0, time.Millisecond, rwmutexOp(b)) })
-	b.Run("impl=recipe", func(b *testing.B) { benchShape(b, 8, 0, time.Millisecond, recipeOp(b)) })
-}
-
-// BenchmarkRWMutexUncontended is one worker's RLock and release, and
-// Lock and release.
-func BenchmarkRWMutexUncontended(b *testing.B) {
-	b.Run("op=read/impl=leasekit", func(b *testing.B) { benchShape(b, 1, 0, 0, rwmutexOp(b)) })
-	b.Run("op=read/impl=recipe", func(b *testing.B) { benchShape(b, 1, 0, 0, recipeOp(b)) })
-	b.Run("op=write/impl=leasekit", func(b *testing.B) { benchShape(b, 1, 1, 0, rwmutexOp(b)) })
-	b.Run("op=write/impl=recipe", func(b *testing.B) { benchShape(b, 1, 1, 0, recipeOp(b)) })
 }

@@ -5,13 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
@@ -472,142 +470,4 @@ func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 		require.Equal(t, "same", lk.Key())
 		require.NoError(t, lk.Release(ctx))
 	}
-}
-
-// A shapeOp takes a hold (for writing, where that means anything) and
-// returns the function that releases it.
-type shapeOp func(ctx context.Context, write bool) (release func() error, err error)
-
-// benchShape runs workers with their own clients that each loop take,
-// hold, release on one name. Every writeEvery-th operation (counted across
-// workers) asks to write; 0 means none does. It reports operations/s and
-// the wait for a hold, overall and for writes.
-func benchShape(b *testing.B, workers, writeEvery int, hold time.Duration, mk func(cli *clientv3.Client) shapeOp) {
-	c := embedtest.New(b)
-	ctx := context.Background()
-	ops := make([]shapeOp, workers)
-	for i := range ops {
-		cli, err := c.NewClient()
-		if err != nil {
-			b.Fatal(err)
-		}
-		ops[i] = mk(cli)
-	}
-	var (
-		remaining         atomic.Int64
-		mu                sync.Mutex
-		waits, writeWaits []time.Duration
-		wg                sync.WaitGroup
-	)
-	remaining.Store(int64(b.N))
-	b.ResetTimer()
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n := remaining.Add(-1)
-				if n < 0 {
-					return
-				}
-				write := writeEvery > 0 && n%int64(writeEvery) == 0
-				asked := time.Now()
-				release, err := ops[w](ctx, write)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				waited := time.Since(asked)
-				mu.Lock()
-				waits = append(waits, waited)
-				if write {
-					writeWaits = append(writeWaits, waited)
-				}
-				mu.Unlock()
-				time.Sleep(hold) // the work done under the hold
-				if err := release(); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "ops/s")
-	b.ReportMetric(0, "ns/op")
-	report := func(ds []time.Duration, name string) {
-		if len(ds) == 0 {
-			return
-		}
-		slices.Sort(ds)
-		b.ReportMetric(float64(ds[len(ds)/2])/float64(time.Millisecond), name+"-p50-ms")
-		b.ReportMetric(float64(ds[len(ds)*99/100])/float64(time.Millisecond), name+"-p99-ms")
-	}
-	report(waits, "wait")
-	report(writeWaits, "write-wait")
-}
-
-func semaphoreOp(b *testing.B, n int, auto bool) func(*clientv3.Client) shapeOp {
-	return func(cli *clientv3.Client) shapeOp {
-		l, err := etcdlock.New(cli)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { l.Close() })
-		s, err := l.Semaphore("bench", n)
-		if err != nil {
-			b.Fatal(err)
-		}
-		return func(ctx context.Context, _ bool) (func() error, error) {
-			p, err := s.AcquireWithOptions(ctx, etcdlock.LockOptions{TTL: 10 * time.Second, AutoRefresh: auto})
-			if err != nil {
-				return nil, err
-			}
-			return func() error { return p.Release(ctx) }, nil
-		}
-	}
-}
-
-// concurrencyMutexOp is etcd's concurrency.Mutex on a shared session, the
-// reference for a semaphore of 1.
-func concurrencyMutexOp(b *testing.B) func(*clientv3.Client) shapeOp {
-	return func(cli *clientv3.Client) shapeOp {
-		s, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { s.Close() })
-		return func(ctx context.Context, _ bool) (func() error, error) {
-			m := concurrency.NewMutex(s, "/bench-concurrency-sem/")
-			if err := m.Lock(ctx); err != nil {
-				return nil, err
-			}
-			return func() error { return m.Unlock(ctx) }, nil
-		}
-	}
-}
-
-// BenchmarkSemaphoreContended is DESIGN.md's contended workload (8 workers
-// with their own clients, one name, hold 1ms) on semaphores of 1, 2 and 4
-// permits, beside etcd's concurrency.Mutex (a semaphore of 1) from the
-// same run. etcd has no semaphore recipe.
-func BenchmarkSemaphoreContended(b *testing.B) {
-	for _, n := range []int{1, 2, 4} {
-		b.Run(fmt.Sprintf("impl=leasekit/n=%d", n), func(b *testing.B) {
-			benchShape(b, 8, 0, time.Millisecond, semaphoreOp(b, n, true))
-		})
-	}
-	b.Run("impl=concurrency.Mutex/n=1", func(b *testing.B) {
-		benchShape(b, 8, 0, time.Millisecond, concurrencyMutexOp(b))
-	})
-}
-
-// BenchmarkSemaphoreUncontended is one worker's Acquire and Release.
-func BenchmarkSemaphoreUncontended(b *testing.B) {
-	b.Run("impl=leasekit/AutoRefresh", func(b *testing.B) { benchShape(b, 1, 0, 0, semaphoreOp(b, 2, true)) })
-	b.Run("impl=leasekit/own-lease", func(b *testing.B) { benchShape(b, 1, 0, 0, semaphoreOp(b, 2, false)) })
-	b.Run("impl=concurrency.Mutex", func(b *testing.B) { benchShape(b, 1, 0, 0, concurrencyMutexOp(b)) })
 }

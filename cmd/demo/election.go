@@ -9,9 +9,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/leasekit/leasekit/election"
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
 // termLog is one term of leadership as the replicas lived it.
@@ -303,106 +303,35 @@ expire; %s's began %s after the cut, %s after r2's ended.`,
 	e.sum.add("election", "cut-off leader -> next leader's duties start",
 		fmt.Sprintf("%s after the cut, %s after the old stopped", ms(third.start.Sub(cutAt)), ms(third.start.Sub(lost.end))))
 
-	return compareHandover(ctx, e, sc)
-}
-
-// contestant is one candidate of an election implementation.
-type contestant interface {
-	Campaign(ctx context.Context, value string) error
-	Resign(ctx context.Context) error
+	return compareHandover(ctx, e)
 }
 
 // compareHandover times Resign -> the next candidate's Campaign returns,
-// for leasekit and for etcd's concurrency.Election, in the same run.
-func compareHandover(ctx context.Context, e *env, sc *scope) error {
-	n := e.size.handovers
+// for leasekit and for etcd's concurrency.Election, in the same run,
+// through internal/benchkit: the two take turns in pairs of rounds.
+func compareHandover(ctx context.Context, e *env) error {
+	s := e.size
 	e.out.say(`
-Handover time, %d rounds each: two candidates with their own clients take
-turns; the leader resigns once the other is in line, and we time until
-the other's Campaign returns. leasekit and concurrency.Election alternate
-round by round.`, n)
-	var lk, cc [2]contestant
-	for i := range 2 {
-		cli, err := sc.client()
-		if err != nil {
-			return err
-		}
-		el, err := election.New(cli, "handover", election.WithPrefix(e.electionPrefix()), election.WithTTL(10*time.Second))
-		if err != nil {
-			return err
-		}
-		lk[i] = el
-		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-		if err != nil {
-			return err
-		}
-		sc.defer_(func() { sess.Close() })
-		cc[i] = concurrency.NewElection(sess, e.prefix+"concurrency-election")
-	}
-	// The two take turns round by round, so that both see the same load.
-	lkRot := &rotation{cs: lk, line: e.electionPrefix() + "handover/"}
-	ccRot := &rotation{cs: cc, line: e.prefix + "concurrency-election/"}
+Handover time, %d rounds of %d each: two candidates with their own clients
+take turns; the leader resigns once the other is in line, and we time
+until the other's Campaign returns. leasekit and concurrency.Election
+alternate round by round.`, 2*s.handoverPairs, s.handoversPerRound)
+	srv := e.benchServer()
+	defer srv.Close()
 	stop := e.out.progress("timing handovers", nil)
 	defer stop()
-	if err := lkRot.start(ctx); err != nil {
-		return fmt.Errorf("leasekit campaign: %w", err)
-	}
-	if err := ccRot.start(ctx); err != nil {
-		return fmt.Errorf("concurrency.Election campaign: %w", err)
-	}
-	var lt, ct []time.Duration
-	for range n {
-		d, err := lkRot.step(ctx, e.admin)
-		if err != nil {
-			return fmt.Errorf("leasekit handover: %w", err)
-		}
-		lt = append(lt, d)
-		if d, err = ccRot.step(ctx, e.admin); err != nil {
-			return fmt.Errorf("concurrency.Election handover: %w", err)
-		}
-		ct = append(ct, d)
-	}
-	if err := errors.Join(lkRot.stop(ctx), ccRot.stop(ctx)); err != nil {
+	c, err := benchkit.CompareHandovers(ctx, srv, "election", benchkit.LeasekitElection(), benchkit.ConcurrencyElection(),
+		benchkit.Options{Pairs: s.handoverPairs, Handovers: s.handoversPerRound, Probes: -1})
+	stop()
+	if err != nil {
 		return err
 	}
-	stop()
+	lk, cc := benchkit.Sum(c.RoundsA), benchkit.Sum(c.RoundsB)
 	e.out.table([]string{"implementation", "handover p50", "max"}, [][]string{
-		{"leasekit election", ms(percentile(lt, 50)), ms(percentile(lt, 100))},
-		{"etcd concurrency.Election", ms(percentile(ct, 50)), ms(percentile(ct, 100))},
+		{"leasekit election", ms(lk.Handoff50), ms(lk.HandoffMax)},
+		{"etcd concurrency.Election", ms(cc.Handoff50), ms(cc.HandoffMax)},
 	})
-	e.sum.add("election", fmt.Sprintf("Resign -> next Campaign returns, %d rounds", n),
-		fmt.Sprintf("p50 %s; concurrency.Election p50 %s", ms(percentile(lt, 50)), ms(percentile(ct, 50))))
+	e.sum.add("election", fmt.Sprintf("Resign -> next Campaign returns, %d handovers", lk.Takes),
+		fmt.Sprintf("p50 %s; concurrency.Election p50 %s (%s)", ms(lk.Handoff50), ms(cc.Handoff50), e.mode()))
 	return nil
 }
-
-// rotation is two candidates of one implementation handing leadership
-// back and forth.
-type rotation struct {
-	cs   [2]contestant
-	line string // where the implementation keeps its candidates' keys
-	i    int    // handovers so far; cs[i%2] leads
-}
-
-func (r *rotation) start(ctx context.Context) error { return r.cs[0].Campaign(ctx, "0") }
-
-// step lines the other candidate up, waits until its key is in etcd, and
-// times the leader's Resign until the other's Campaign returns.
-func (r *rotation) step(ctx context.Context, admin *clientv3.Client) (time.Duration, error) {
-	leader, next := r.cs[r.i%2], r.cs[(r.i+1)%2]
-	r.i++
-	won := make(chan error, 1)
-	go func() { won <- next.Campaign(ctx, strconv.Itoa(r.i)) }()
-	if err := waitKeys(ctx, admin, r.line, 2); err != nil {
-		return 0, errors.Join(err, <-won)
-	}
-	start := time.Now()
-	if err := leader.Resign(ctx); err != nil {
-		return 0, errors.Join(err, <-won)
-	}
-	if err := <-won; err != nil {
-		return 0, err
-	}
-	return time.Since(start), nil
-}
-
-func (r *rotation) stop(ctx context.Context) error { return r.cs[r.i%2].Resign(ctx) }

@@ -16,7 +16,12 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdclient"
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
+
+// waitKeys waits until exactly n keys exist under prefix, woken by a
+// watch from the current revision.
+var waitKeys = benchkit.WaitKeys
 
 // env is where the scenarios run: an embedded cluster or the cluster of
 // --endpoints, a key prefix of this run's own, and the output.
@@ -32,7 +37,18 @@ type env struct {
 	// prefix is where every key of this run lives, so that runs never
 	// meet each other's keys and a real cluster is easy to clean.
 	prefix string
+
+	// fsync says whether etcd syncs its log on every commit, as far as
+	// the run knows: timings depend on it more than on anything else.
+	fsync string
 }
+
+// What a run knows of etcd's fsync.
+const (
+	fsyncOn      = "fsync on"
+	fsyncOff     = "fsync off"
+	fsyncUnknown = "fsync not known: /metrics did not answer"
+)
 
 // Where each package keeps its keys in this run.
 func (e *env) lockPrefix() string     { return e.prefix + "lock/" }
@@ -45,9 +61,56 @@ func (e *env) dataKey(k string) string {
 // setup says what the run is on, for the summary.
 func (e *env) setup() string {
 	if e.cluster != nil {
-		return fmt.Sprintf("an embedded etcd of %d member(s), fsync off", e.cluster.Members())
+		return fmt.Sprintf("an embedded etcd of %d member(s), %s", e.cluster.Members(), e.fsync)
 	}
-	return fmt.Sprintf("the etcd cluster at %s", strings.Join(e.endpoints, ","))
+	return fmt.Sprintf("the etcd cluster at %s, %s", strings.Join(e.endpoints, ","), e.fsync)
+}
+
+// mode is setup in brief, for the figures measured against it.
+func (e *env) mode() string {
+	if e.cluster != nil {
+		return fmt.Sprintf("embedded etcd, %d member(s), %s", e.cluster.Members(), e.fsync)
+	}
+	return "the etcd at --endpoints, " + e.fsync
+}
+
+// benchServer is the run's etcd as internal/benchkit sees it: clients of
+// their own, keys under the run's prefix. Close it to close its clients.
+func (e *env) benchServer() *benchkit.Server {
+	newClient := func(cc clientv3.Config) (*clientv3.Client, error) {
+		if e.cluster != nil {
+			cfg := etcdclient.Config(e.cluster.Endpoints()...)
+			cfg.DialOptions = append(cfg.DialOptions, cc.DialOptions...)
+			return e.cluster.NewClient(cfg)
+		}
+		cfg := etcdclient.Config(e.endpoints...)
+		cfg.DialOptions = append(cfg.DialOptions, cc.DialOptions...)
+		return clientv3.New(cfg)
+	}
+	return benchkit.NewServer("demo", e.setup(), e.prefix+"bench/", newClient, nil)
+}
+
+// detectFsync tells whether the etcd at ep syncs its log on every commit:
+// etcd counts WAL fsyncs in its metrics only when it makes them, so one
+// write moves the count with fsync on and leaves it with fsync off.
+func detectFsync(ctx context.Context, cli *clientv3.Client, ep, prefix string) string {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	before, err := benchkit.ScrapeFsyncs(ctx, ep)
+	if err != nil {
+		return fsyncUnknown
+	}
+	if _, err := cli.Put(ctx, prefix+"fsync-probe", ""); err != nil {
+		return fsyncUnknown
+	}
+	after, err := benchkit.ScrapeFsyncs(ctx, ep)
+	switch {
+	case err != nil:
+		return fsyncUnknown
+	case after > before:
+		return fsyncOn
+	}
+	return fsyncOff
 }
 
 func newRunPrefix() string {
@@ -59,12 +122,12 @@ func newRunPrefix() string {
 // startEmbedded starts the cluster the tour runs on when no --endpoints
 // are given. members 0 means three if they start within startBudget,
 // else one.
-func startEmbedded(ctx context.Context, out *narrator, members int) (*embedtest.Cluster, time.Duration, error) {
+func startEmbedded(ctx context.Context, out *narrator, members int, fsync bool) (*embedtest.Cluster, time.Duration, error) {
 	try := func(n int, budget time.Duration) (*embedtest.Cluster, time.Duration, error) {
 		sctx, cancel := context.WithTimeout(ctx, budget)
 		defer cancel()
 		start := time.Now()
-		c, err := embedtest.Start(sctx, embedtest.WithMembers(n))
+		c, err := embedtest.Start(sctx, embedtest.WithMembers(n), embedtest.WithFsync(fsync))
 		return c, time.Since(start), err
 	}
 	if members > 0 {
@@ -197,43 +260,4 @@ func (s *scope) cuttableClient(i int) (*clientv3.Client, *embedtest.Proxy, error
 	}
 	s.defer_(func() { cli.Close() })
 	return cli, p, nil
-}
-
-// waitKeys waits until exactly n keys exist under prefix. It watches the
-// prefix from now and then reads, as leasekit's queue does, so every
-// change wakes it at once; a watch from a past revision could wait for
-// etcd's 100ms catch-up loop.
-func waitKeys(ctx context.Context, cli *clientv3.Client, prefix string, n int) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-	next := func() error {
-		select {
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("watch %s: %v", prefix, wr.Err())
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := next(); err != nil { // the watch is created
-		return fmt.Errorf("waiting for %d keys under %s: %w", n, prefix, err)
-	}
-	for {
-		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil {
-			return err
-		}
-		if resp.Count == int64(n) {
-			return nil
-		}
-		if err := next(); err != nil {
-			return fmt.Errorf("waiting for %d keys under %s: %w", n, prefix, err)
-		}
-	}
 }

@@ -44,25 +44,27 @@ var scenarios = []scenario{
 
 // sizing is how much work each scenario does. Tests use smallSize.
 type sizing struct {
-	queueWorkers int           // workers lining up in the fair-queue story
-	queueHold    time.Duration // how long each of them holds the lock
-	benchWorkers int           // workers in the contended throughput run
-	benchHold    time.Duration // their hold time
-	benchFor     time.Duration // run time per implementation
-	handovers    int           // resign handovers timed per election implementation
-	rateFor      time.Duration // how long the instances call the limiter
-	rate         int           // the shared limit, per second
-	semJobs      int           // jobs competing for the semaphore
-	semHold      time.Duration // how long each job holds a permit
-	faultTTL     time.Duration // TTL of the holders and leaders that are cut off
+	queueWorkers      int           // workers lining up in the fair-queue story
+	queueHold         time.Duration // how long each of them holds the lock
+	benchWorkers      int           // workers in the contended throughput run
+	benchHold         time.Duration // their hold time
+	benchPairs        int           // pairs of rounds, one of each implementation
+	benchRound        time.Duration // how long one round runs
+	handoverPairs     int           // pairs of rounds of resign handovers
+	handoversPerRound int           // handovers timed per round
+	rateFor           time.Duration // how long the instances call the limiter
+	rate              int           // the shared limit, per second
+	semJobs           int           // jobs competing for the semaphore
+	semHold           time.Duration // how long each job holds a permit
+	faultTTL          time.Duration // TTL of the holders and leaders that are cut off
 }
 
 // fullSize is the tour: about 12s on an idle 2-core machine.
 var fullSize = sizing{
 	queueWorkers: 6, queueHold: 20 * time.Millisecond,
-	benchWorkers: 8, benchHold: time.Millisecond, benchFor: 2 * time.Second,
-	handovers: 10,
-	rateFor:   2 * time.Second, rate: 1000,
+	benchWorkers: 8, benchHold: time.Millisecond, benchPairs: 4, benchRound: 400 * time.Millisecond,
+	handoverPairs: 5, handoversPerRound: 2,
+	rateFor: 2 * time.Second, rate: 1000,
 	semJobs: 9, semHold: 100 * time.Millisecond,
 	faultTTL: time.Second,
 }
@@ -70,9 +72,9 @@ var fullSize = sizing{
 // smallSize keeps the same stories with less measuring, for tests.
 var smallSize = sizing{
 	queueWorkers: 4, queueHold: 5 * time.Millisecond,
-	benchWorkers: 4, benchHold: time.Millisecond, benchFor: 200 * time.Millisecond,
-	handovers: 2,
-	rateFor:   300 * time.Millisecond, rate: 200,
+	benchWorkers: 4, benchHold: time.Millisecond, benchPairs: 1, benchRound: 100 * time.Millisecond,
+	handoverPairs: 1, handoversPerRound: 2,
+	rateFor: 300 * time.Millisecond, rate: 200,
 	semJobs: 5, semHold: 20 * time.Millisecond,
 	// Tests share the machine with other packages' tests under -race: a
 	// 1s lease could be lost to a starved keepalive, not to the cut.
@@ -89,6 +91,7 @@ const scenarioTimeout = 60 * time.Second
 type config struct {
 	endpoints []string // empty: start an embedded cluster
 	members   int      // embedded members; 0: three if they start fast, else one
+	fsync     bool     // embedded members sync their log on every commit
 	only      string   // one scenario, or all
 	size      sizing
 }
@@ -106,6 +109,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	endpoints := fs.String("endpoints", "", "`host:port,...` of a running etcd cluster, loopback only (default: start an embedded one)")
 	only := fs.String("scenario", "", "run only the part `NAME` (listed above)")
 	members := fs.Int("members", 0, "members of the embedded cluster (default: 3 if they start within 5s, else 1)")
+	fsync := fs.Bool("fsync", false, "the embedded cluster syncs its log to disk on every commit, as a production etcd does")
 	fs.Usage = func() { usage(fs) }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -118,7 +122,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(fs)
 		return 2
 	}
-	cfg := config{members: *members, only: *only, size: tourSize}
+	cfg := config{members: *members, only: *only, fsync: *fsync, size: tourSize}
 	if *endpoints != "" {
 		eps, err := parseEndpoints(*endpoints)
 		if err != nil {
@@ -192,19 +196,23 @@ func tour(ctx context.Context, cfg config, w io.Writer) error {
 
 	if len(cfg.endpoints) == 0 {
 		stop := out.progress("starting an embedded etcd", nil)
-		c, took, err := startEmbedded(ctx, out, cfg.members)
+		c, took, err := startEmbedded(ctx, out, cfg.members, cfg.fsync)
 		stop()
 		if err != nil {
 			return fmt.Errorf("start embedded etcd: %w", err)
 		}
 		defer c.Close()
 		e.cluster = c
+		e.fsync = fsyncOff
+		if cfg.fsync {
+			e.fsync = fsyncOn
+		}
 		e.admin = c.Client()
 		for _, ep := range c.Endpoints() {
 			e.endpoints = append(e.endpoints, strings.TrimPrefix(ep, "http://"))
 		}
-		fmt.Fprintf(w, "Started an embedded etcd of %d member(s) in %s, clients on %s.\n",
-			c.Members(), ms(took), strings.Join(e.endpoints, ", "))
+		fmt.Fprintf(w, "Started an embedded etcd of %d member(s), %s, in %s, clients on %s.\n",
+			c.Members(), e.fsync, ms(took), strings.Join(e.endpoints, ", "))
 		e.sum.add("setup", fmt.Sprintf("embedded etcd start, %d member(s)", c.Members()), ms(took))
 	} else {
 		e.endpoints = cfg.endpoints
@@ -220,7 +228,8 @@ func tour(ctx context.Context, cfg config, w io.Writer) error {
 			return fmt.Errorf("etcd at %s does not answer: %w", strings.Join(cfg.endpoints, ","), err)
 		}
 		e.admin = cli
-		fmt.Fprintf(w, "Using the etcd cluster at %s; keys go under %s.\n", strings.Join(cfg.endpoints, ","), e.prefix)
+		e.fsync = detectFsync(ctx, cli, cfg.endpoints[0], e.prefix)
+		fmt.Fprintf(w, "Using the etcd cluster at %s (%s); keys go under %s.\n", strings.Join(cfg.endpoints, ","), e.fsync, e.prefix)
 		defer e.removeKeys()
 	}
 	fmt.Fprintln(w, "Each instance below has its own etcd client, as separate processes would.")

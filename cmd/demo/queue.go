@@ -10,9 +10,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
 // hold is one worker's turn with the lock in the fair-queue story.
@@ -141,7 +141,7 @@ the holder's delete event alone admits the next one: no polling, no herd.`, n, n
 	e.sum.add("queue", "handoff, release -> next Lock returns",
 		fmt.Sprintf("p50 %s, max %s (%d handoffs)", ms(percentile(handoffs, 50)), ms(percentile(handoffs, 100)), len(handoffs)))
 
-	return compareThroughput(ctx, e, sc)
+	return compareThroughput(ctx, e)
 }
 
 // takeTurn waits for the lock, proves it holds it with a guarded write,
@@ -186,144 +186,54 @@ func work(ctx context.Context, d time.Duration) {
 
 // compareThroughput runs DESIGN.md's contended workload (workers with
 // their own clients, one lock, 1ms holds) on leasekit and on etcd's
-// concurrency.Mutex, in the same run. The two take turns in slices of at
-// most a second, so that both see the same load on a shared machine.
-func compareThroughput(ctx context.Context, e *env, sc *scope) error {
+// concurrency.Mutex through internal/benchkit, the harness of the
+// benchmarks: the two take turns in pairs of short rounds, so that both
+// see the same load on a shared machine, and between pairs it measures
+// the ceiling this etcd allows.
+func compareThroughput(ctx context.Context, e *env) error {
 	s := e.size
 	e.out.say(`
 Throughput under contention: %d workers with their own clients take one
-lock in a loop and hold it %v, for %v on leasekit and %v on etcd's own
-concurrency.Mutex, taking turns. concurrency.Mutex waits with a watch that
-starts at a past revision, which etcd serves from a loop that runs every
-100ms.`, s.benchWorkers, s.benchHold, s.benchFor, s.benchFor)
+lock in a loop and hold it %v. leasekit and etcd's own concurrency.Mutex
+take turns, %d rounds of %v each. concurrency.Mutex waits with a watch
+that starts at a past revision, which etcd serves from a loop that runs
+every 100ms.`, s.benchWorkers, s.benchHold, s.benchPairs, s.benchRound)
 
-	lkLocks := make([]lockFunc, s.benchWorkers)
-	cmLocks := make([]lockFunc, s.benchWorkers)
-	for i := range s.benchWorkers {
-		cli, err := sc.client()
-		if err != nil {
-			return err
-		}
-		l, err := etcdlock.New(cli, etcdlock.WithPrefix(e.lockPrefix()))
-		if err != nil {
-			return err
-		}
-		sc.defer_(func() { l.Close() })
-		lkLocks[i] = func(ctx context.Context) (func(context.Context) error, error) {
-			h, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "contended", TTL: 10 * time.Second, AutoRefresh: true})
-			if err != nil {
-				return nil, err
-			}
-			return h.Release, nil
-		}
-		sess, err := concurrency.NewSession(cli, concurrency.WithTTL(10))
-		if err != nil {
-			return err
-		}
-		sc.defer_(func() { sess.Close() })
-		m := concurrency.NewMutex(sess, e.prefix+"concurrency-mutex/")
-		cmLocks[i] = func(ctx context.Context) (func(context.Context) error, error) {
-			if err := m.Lock(ctx); err != nil {
-				return nil, err
-			}
-			return m.Unlock, nil
-		}
-	}
-
-	slice := min(s.benchFor, time.Second)
-	var lk, cm contention
-	var total atomic.Int64
-	stop := e.out.progress("taking turns", func() string { return fmt.Sprintf("%d acquisitions so far", total.Load()) })
+	srv := e.benchServer()
+	defer srv.Close()
+	wl := benchkit.Workload{Workers: s.benchWorkers, Hold: s.benchHold, Exclusive: true}
+	var pairs atomic.Int64
+	stop := e.out.progress("taking turns", func() string { return fmt.Sprintf("%d of %d pairs", pairs.Load(), s.benchPairs) })
 	defer stop()
-	for done := time.Duration(0); done < s.benchFor; done += slice {
-		for _, turn := range []struct {
-			c     *contention
-			locks []lockFunc
-			what  string
-		}{{&lk, lkLocks, "leasekit"}, {&cm, cmLocks, "concurrency.Mutex"}} {
-			r, err := contend(ctx, s, turn.locks, slice, &total)
-			if err != nil {
-				return fmt.Errorf("%s: %w", turn.what, err)
-			}
-			turn.c.count += r.count
-			turn.c.errs += r.errs
-			turn.c.dur += r.dur
-			turn.c.waits = append(turn.c.waits, r.waits...)
-		}
-	}
+	c, err := benchkit.Compare(ctx, srv, "mutex", benchkit.LeasekitMutex(true), benchkit.ConcurrencyMutex(false), wl,
+		benchkit.Options{Pairs: s.benchPairs, Round: s.benchRound, Progress: func(done, _ int) { pairs.Store(int64(done)) }})
 	stop()
-	e.out.table([]string{"implementation", "acquisitions/s", "wait p50", "wait p99"}, [][]string{
-		lk.row("leasekit etcdlock"), cm.row("etcd concurrency.Mutex"),
+	if err != nil {
+		return err
+	}
+	lk, cm := benchkit.Sum(c.RoundsA), benchkit.Sum(c.RoundsB)
+	row := func(name string, sd benchkit.Side) []string {
+		return []string{name, fmt.Sprintf("%.0f", sd.Rate.Median), ms(sd.Handoff50), ms(sd.Handoff99), ms(sd.Wait99)}
+	}
+	e.out.table([]string{"implementation", "acquisitions/s", "handoff p50", "handoff p99", "wait p99"}, [][]string{
+		row("leasekit etcdlock", lk), row("etcd concurrency.Mutex", cm),
 	})
-	ratio := lk.rate() / max(cm.rate(), 0.001)
-	e.out.say("leasekit: %.1fx the acquisitions of concurrency.Mutex in the same run.", ratio)
-	if lk.errs+cm.errs > 0 {
-		e.out.say("Calls that failed and were retried: leasekit %d, concurrency.Mutex %d.", lk.errs, cm.errs)
+	r := c.Ratio()
+	e.out.say("leasekit: %.1fx the acquisitions of concurrency.Mutex (per pair of rounds: %.1f-%.1fx), on %s.",
+		r.Median, r.Min, r.Max, e.mode())
+	event := benchkit.Percentile(c.Ceiling.Event, 50)
+	ceiling := c.Ceiling.Rate(lk.Hold)
+	e.out.say(`A handoff cannot beat one committed delete and its watch event: here %s
+(p50), which with holds of %s allows at most %.0f acquisitions/s.
+leasekit reached %.0f%% of that.`, ms(event), ms(lk.Hold), ceiling, 100*c.OfCeiling().Median)
+	if lk.Errs+cm.Errs > 0 {
+		e.out.say("Calls that failed and were retried: leasekit %d, concurrency.Mutex %d.", lk.Errs, cm.Errs)
 	}
 	e.sum.add("queue", fmt.Sprintf("%d workers, hold %v: leasekit", s.benchWorkers, s.benchHold),
-		fmt.Sprintf("%.0f acq/s, wait p99 %s", lk.rate(), ms(percentile(lk.waits, 99))))
+		fmt.Sprintf("%.0f acq/s, handoff p99 %s, %.0f%% of the ceiling", lk.Rate.Median, ms(lk.Handoff99), 100*c.OfCeiling().Median))
 	e.sum.add("queue", "same workload: etcd concurrency.Mutex",
-		fmt.Sprintf("%.0f acq/s, wait p99 %s (leasekit %.1fx)", cm.rate(), ms(percentile(cm.waits, 99)), ratio))
+		fmt.Sprintf("%.0f acq/s, handoff p99 %s (leasekit %.1fx)", cm.Rate.Median, ms(cm.Handoff99), r.Median))
 	return nil
-}
-
-// lockFunc takes the lock and returns how to release it.
-type lockFunc func(ctx context.Context) (unlock func(context.Context) error, err error)
-
-type contention struct {
-	count int
-	errs  int // failed calls, retried
-	dur   time.Duration
-	waits []time.Duration
-}
-
-func (c contention) rate() float64 { return float64(c.count) / c.dur.Seconds() }
-
-func (c contention) row(name string) []string {
-	return []string{name, fmt.Sprintf("%.0f", c.rate()), ms(percentile(c.waits, 50)), ms(percentile(c.waits, 99))}
-}
-
-// contend runs one worker per lock function for d, each taking the lock,
-// holding it for s.benchHold and releasing it in a loop. Acquisitions
-// after d are not counted. At the end, workers stop asking but waits in
-// progress run to their turn: cancelling them would measure cleanup, not
-// handoffs. A failed call is counted in errs and tried again.
-func contend(ctx context.Context, s sizing, locks []lockFunc, d time.Duration, total *atomic.Int64) (contention, error) {
-	end := time.Now().Add(d)
-	var mu sync.Mutex
-	var c contention
-	var wg sync.WaitGroup
-	for _, lock := range locks {
-		wg.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(end) {
-				t0 := time.Now()
-				unlock, err := lock(ctx)
-				if err != nil {
-					mu.Lock()
-					c.errs++
-					mu.Unlock()
-					work(ctx, 50*time.Millisecond)
-					continue
-				}
-				if at := time.Now(); at.Before(end) {
-					total.Add(1)
-					mu.Lock()
-					c.count++
-					c.waits = append(c.waits, at.Sub(t0))
-					mu.Unlock()
-				}
-				work(ctx, s.benchHold)
-				if err := unlock(ctx); err != nil {
-					mu.Lock()
-					c.errs++
-					mu.Unlock()
-				}
-			}
-		})
-	}
-	wg.Wait()
-	c.dur = d
-	return c, ctx.Err()
 }
 
 func cmpOr(a, b error) error {

@@ -3,9 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"sync"
-	"time"
+
+	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
 // summary collects the figures each scenario measured, for the table the
@@ -35,12 +35,4 @@ func (s *summary) print(w io.Writer, setup string) {
 
 // percentile returns the p-th percentile (0 < p <= 100) of ds by the
 // nearest-rank method, or 0 for no samples.
-func percentile(ds []time.Duration, p float64) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	i := int(float64(len(s))*p/100+0.999999) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
+var percentile = benchkit.Percentile
