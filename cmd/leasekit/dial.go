@@ -22,11 +22,18 @@ import (
 	"github.com/leasekit/leasekit/etcdclient"
 )
 
+// logOff is the --log-level that logs nothing, the default: leasekit
+// reports what matters itself, on one line.
+const logOff = "off"
+
 // logLevel parses --log-level.
 func logLevel(s string) (zapcore.Level, error) {
 	var lvl zapcore.Level
-	if err := lvl.Set(s); err != nil {
-		return lvl, usagef("--log-level %q: want debug, info, warn or error", s)
+	if s == logOff {
+		return zapcore.FatalLevel, nil
+	}
+	if err := lvl.Set(s); err != nil || lvl > zapcore.ErrorLevel {
+		return lvl, usagef("--log-level %q: want debug, info, warn, error or off", s)
 	}
 	return lvl, nil
 }
@@ -34,6 +41,9 @@ func logLevel(s string) (zapcore.Level, error) {
 // newLogger returns the logger of the libraries and the etcd client:
 // one line per entry on stderr, at --log-level and above.
 func newLogger(c *connFlags) *zap.Logger {
+	if c.logLevel == logOff {
+		return zap.NewNop()
+	}
 	lvl, _ := logLevel(c.logLevel) // checked by check
 	cfg := zap.NewDevelopmentConfig()
 	cfg.Level = zap.NewAtomicLevelAt(lvl)
@@ -119,7 +129,7 @@ func describe(err error, c *connFlags, prefix string) error {
 		}
 		return fmt.Errorf("etcd at %s did not answer within --dial-timeout %v%s", c.endpoints, c.dialTimeout, hint)
 	case errors.Is(err, rpctypes.ErrPermissionDenied):
-		return fmt.Errorf("etcd refused: %s may not read %s (permission denied)", c.who(), prefix)
+		return fmt.Errorf("etcd refused: %s lacks the permission on %s (permission denied)", c.who(), prefix)
 	case errors.Is(err, rpctypes.ErrAuthFailed):
 		return fmt.Errorf("etcd refused the login of %s: wrong user or password", c.who())
 	case errors.Is(err, rpctypes.ErrUserEmpty), errors.Is(err, rpctypes.ErrInvalidAuthToken):

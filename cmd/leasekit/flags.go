@@ -77,7 +77,7 @@ func addConn(fs *flag.FlagSet, prefixDefault string, bad *error) *connFlags {
 	if prefixDefault != "" {
 		fs.StringVar(&c.prefix, "prefix", prefixDefault, "etcd key `prefix` of the locks or elections")
 	}
-	fs.StringVar(&c.logLevel, "log-level", "error", "leasekit's library and etcd client logs on stderr: debug, info, warn or error")
+	fs.StringVar(&c.logLevel, "log-level", logOff, "library and etcd client logs on stderr: debug, info, warn, error or off")
 	return c
 }
 

@@ -28,8 +28,9 @@ ETCDCTL_* environment variables as defaults):
   --dial-timeout D    give up reaching etcd after D (default 2s)
   --command-timeout D bound on a single request (default 5s)
   --prefix P          etcd key prefix of the locks or elections
-  --log-level L       library and etcd client logs: debug, info, warn, error
-                      (default error)
+  --log-level L       library and etcd client logs on stderr: debug, info,
+                      warn, error or off (default off: leasekit says what
+                      matters itself)
 
 Exit statuses:
   0..255   the command's own status, passed through (lock, elect, sem)

@@ -35,6 +35,9 @@ func TestTLSAndAuth(t *testing.T) {
 	if _, err := a.User(ctx, "nobody"); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := a.User(ctx, "reader", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
+		t.Fatal(err)
+	}
 	appCert, err := c.ClientCert("app")
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +88,7 @@ func TestTLSAndAuth(t *testing.T) {
 		{"no TLS", []string{ep(strings.ReplaceAll(c.Endpoints()[0], "https://", "")), "--dial-timeout=1s"}, "--cacert"},
 		{"wrong password", append(tlsFlags(files), "--user=app:wrong"), "wrong user or password"},
 		{"no rights", tlsFlags(nobodyCert), "permission denied"},
+		{"read only", append(tlsFlags(files), "--user=reader:reader-password"), "permission denied"},
 		{"unknown user", tlsFlags(files), "embedtest-client"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -93,6 +97,11 @@ func TestTLSAndAuth(t *testing.T) {
 				t.Fatalf("status %d, want %d; stderr %q, want one line with %q", code, exitEtcd, stderr, tc.want)
 			}
 		})
+	}
+	// elect's campaign writes where its probe only read.
+	code, _, stderr = runLeasekit(t, kids, cmdline(append(append([]string{"elect"}, tlsFlags(files)...), "--user=reader:reader-password", "tls"), childArgs("refused", "exit", "0"))...)
+	if code != exitEtcd || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "permission denied") {
+		t.Fatalf("elect as a reader: status %d; stderr %q", code, stderr)
 	}
 	if kids.seen("start", "refused") {
 		t.Fatal("a refused leasekit ran its command")
