@@ -17,12 +17,12 @@ import (
 // fuzzNames are the seed corpus of the name fuzzers.
 var fuzzNames = []string{
 	"a", "a/", "/a", "a/b", "/", "%", "%2F", "a%2Fb", "a\x00b", "\x00", " ", "ü", "😀", "..", "a/../a",
-	"", "\xff", strings.Repeat("k", etcdlock.MaxKeyLen), strings.Repeat("/", etcdlock.MaxKeyLen),
-	strings.Repeat("k", etcdlock.MaxKeyLen+1),
+	"", "\xff", strings.Repeat("k", etcdlock.MaxNameLen), strings.Repeat("/", etcdlock.MaxNameLen),
+	strings.Repeat("k", etcdlock.MaxNameLen+1),
 }
 
 func validName(name string) bool {
-	return name != "" && len(name) <= etcdlock.MaxKeyLen && utf8.ValidString(name)
+	return name != "" && len(name) <= etcdlock.MaxNameLen && utf8.ValidString(name)
 }
 
 func fuzzCtx(t *testing.T) context.Context {

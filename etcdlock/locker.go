@@ -48,7 +48,7 @@ type DistributedLock interface {
 // LockOptions describes an acquisition for LockWithOptions.
 type LockOptions struct {
 	// Key is the lock's name: any non-empty UTF-8 string of at most
-	// MaxKeyLen bytes. Names never collide: "a", "a/" and "a/b" are three
+	// MaxNameLen bytes. Names never collide: "a", "a/" and "a/b" are three
 	// locks.
 	Key string
 	// TTL is how long the lock lives without a refresh, rounded up to
@@ -73,8 +73,14 @@ type LockOptions struct {
 	RefreshTTL time.Duration
 }
 
+// MaxNameLen is the longest lock name (LockOptions.Key, the key of Lock
+// and TryLock), in bytes. Every leasekit package names its limit so.
+const MaxNameLen = keys.MaxNameLen
+
 // MaxKeyLen is the longest lock name, in bytes.
-const MaxKeyLen = keys.MaxNameLen
+//
+// Deprecated: Use MaxNameLen, the name every leasekit package uses.
+const MaxKeyLen = MaxNameLen
 
 // Locker hands out fair, fenced locks stored in etcd. Waiters are served in
 // the order they asked (FIFO); each watches only the waiter before it.
@@ -94,6 +100,7 @@ type Locker struct {
 	watchCtx context.Context // ctx, for watches that need an etcd leader
 	value    string          // meta, encoded: the value of holds without metadata of their own
 	id       string          // random; names this Locker's keys
+	closeEnd chan struct{}   // closed when the first Close has finished
 
 	floor atomic.Int64 // etcd's minimum TTL in seconds, once a grant showed it
 
@@ -143,7 +150,7 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 	l := &Locker{
 		cli: cli, prefix: prefix, lg: o.logger, metrics: o.metrics, meta: meta,
 		shared: map[int64]*lease.Lease{}, granting: map[int64]*grantCall{}, holds: map[*lock]struct{}{}, slots: map[string]map[int]bool{},
-		id: randomID(),
+		id: randomID(), closeEnd: make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.watchCtx = clientv3.WithRequireLeader(l.ctx)
@@ -155,9 +162,10 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 	return l, nil
 }
 
-// Lock waits for the named lock and returns it held. Without a Refresh the
+// Lock is shorthand for LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl}):
+// it waits for the named lock and returns it held. Without a Refresh the
 // lock expires after ttl (rounded up to whole seconds, and at least etcd's
-// minimum). It is LockWithOptions with just Key and TTL.
+// minimum).
 func (l *Locker) Lock(ctx context.Context, key string, ttl time.Duration) (Lock, error) {
 	return l.LockWithOptions(ctx, LockOptions{Key: key, TTL: ttl})
 }
@@ -169,9 +177,10 @@ func (l *Locker) LockWithOptions(ctx context.Context, opts LockOptions) (Lock, e
 	return l.acquire(ctx, opts, true)
 }
 
-// TryLock takes the named lock if nobody holds or waits for it, and returns
-// (nil, false, nil) otherwise. A TryLock that finds the lock taken writes
-// nothing to etcd.
+// TryLock is shorthand for TryLockWithOptions(ctx, LockOptions{Key: key,
+// TTL: ttl}): it takes the named lock if nobody holds or waits for it, and
+// returns (nil, false, nil) otherwise. A TryLock that finds the lock taken
+// writes nothing to etcd.
 func (l *Locker) TryLock(ctx context.Context, key string, ttl time.Duration) (Lock, bool, error) {
 	return l.TryLockWithOptions(ctx, LockOptions{Key: key, TTL: ttl})
 }
@@ -661,19 +670,24 @@ func (l *Locker) untrack(lk *lock) {
 // returns within about 2s whatever is in flight, even with etcd
 // unreachable: every call ends at once and gets at most that long (the
 // bound of every cleanup) for its cleanup, and Close gives its releases
-// and revokes one such bound, all at once. What it could not delete in time goes when its
-// lease expires. Later calls return ErrClosed; a Release or Refresh of a
-// lock it released returns ErrNotHeld. It returns the first errors from
-// releasing.
+// and revokes one such bound, all at once. What it could not delete in
+// time goes when its lease expires. Other calls made after Close return
+// ErrClosed; a Release or Refresh of a lock it released returns
+// ErrNotHeld. Close returns the first errors from releasing.
+//
+// Close is idempotent: a second call, or one made while the first is in
+// progress, waits for the first to finish and returns nil.
 func (l *Locker) Close() error {
 	// Cancel first: every call in flight ends with it.
 	l.cancel()
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
-		return ErrClosed
+		<-l.closeEnd
+		return nil
 	}
 	l.closed = true
+	defer close(l.closeEnd)
 	holds := make([]*lock, 0, len(l.holds))
 	for lk := range l.holds {
 		holds = append(holds, lk)

@@ -3,6 +3,7 @@ package etcdlock_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -49,7 +50,7 @@ func TestBadInput(t *testing.T) {
 		want error
 	}{
 		{"empty key", etcdlock.LockOptions{Key: "", TTL: time.Second}, etcdlock.ErrInvalidKey},
-		{"key too long", etcdlock.LockOptions{Key: strings.Repeat("k", etcdlock.MaxKeyLen+1), TTL: time.Second}, etcdlock.ErrInvalidKey},
+		{"key too long", etcdlock.LockOptions{Key: strings.Repeat("k", etcdlock.MaxNameLen+1), TTL: time.Second}, etcdlock.ErrInvalidKey},
 		{"invalid UTF-8", etcdlock.LockOptions{Key: "\xff\xfe", TTL: time.Second}, etcdlock.ErrInvalidKey},
 		{"zero TTL", etcdlock.LockOptions{Key: "k"}, etcdlock.ErrInvalidTTL},
 		{"negative TTL", etcdlock.LockOptions{Key: "k", TTL: -time.Second}, etcdlock.ErrInvalidTTL},
@@ -108,11 +109,26 @@ func TestUseAfterClose(t *testing.T) {
 	require.NoError(t, other.Close())
 	require.ErrorIs(t, <-waitErr, etcdlock.ErrClosed)
 
-	require.NoError(t, l.Close())
-	<-held.Done()
-	<-own.Done()
+	// Close is idempotent: of two at once, each returns nil, and only once
+	// the holds are released.
+	closes := make(chan error, 2)
+	for range 2 {
+		go func() {
+			err := l.Close()
+			for _, lk := range []etcdlock.Lock{held, own} {
+				select {
+				case <-lk.Done():
+				default:
+					err = fmt.Errorf("Close returned %v with %q still held", err, lk.Key())
+				}
+			}
+			closes <- err
+		}()
+	}
+	require.NoError(t, <-closes)
+	require.NoError(t, <-closes)
 	require.ErrorIs(t, held.Release(ctx), etcdlock.ErrNotHeld)
-	require.ErrorIs(t, l.Close(), etcdlock.ErrClosed)
+	require.NoError(t, l.Close(), "Close is idempotent: a second call returns nil")
 	_, err = l.Lock(ctx, "x", time.Second)
 	require.ErrorIs(t, err, etcdlock.ErrClosed)
 	require.Zero(t, countKeys(t, c.Client()), "Close must leave no keys")
