@@ -9,7 +9,12 @@ import (
 
 // Candidate is one key in an election's line, as Candidates reports it.
 type Candidate struct {
-	// Key is the candidate's key in etcd.
+	// EtcdKey is the candidate's key in etcd.
+	EtcdKey string
+	// Key is EtcdKey.
+	//
+	// Deprecated: Use EtcdKey. Key is the name of a lock or an election
+	// everywhere else in leasekit (etcdlock.Lock.Key, Election.Key).
 	Key string
 	// Value is what the candidate campaigned or last proclaimed with.
 	Value string
@@ -31,7 +36,7 @@ func (e *Election) Candidates(ctx context.Context) ([]Candidate, error) {
 	}
 	line := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		line = append(line, Candidate{Key: string(kv.Key), Value: string(kv.Value), Rev: kv.CreateRevision, LeaseID: kv.Lease})
+		line = append(line, Candidate{EtcdKey: string(kv.Key), Key: string(kv.Key), Value: string(kv.Value), Rev: kv.CreateRevision, LeaseID: kv.Lease})
 	}
 	return line, nil
 }

@@ -34,11 +34,11 @@ func TestRunStopCauses(t *testing.T) {
 			require.NoError(t, e.Resign(testCtx(t)))
 		}, []error{election.ErrResigned}},
 		{"key deleted", false, func(t *testing.T, e *election.Election, _ context.CancelCauseFunc) {
-			_, err := admin.Delete(testCtx(t), e.Key())
+			_, err := admin.Delete(testCtx(t), e.EtcdKey())
 			require.NoError(t, err)
 		}, []error{election.ErrLost}},
 		{"lease revoked", false, func(t *testing.T, e *election.Election, _ context.CancelCauseFunc) {
-			_, err := admin.Revoke(testCtx(t), clientv3.LeaseID(leaseOf(t, admin, e.Key())))
+			_, err := admin.Revoke(testCtx(t), clientv3.LeaseID(leaseOf(t, admin, e.EtcdKey())))
 			require.NoError(t, err)
 		}, []error{election.ErrLost}},
 		{"Run's ctx ended", false, func(t *testing.T, _ *election.Election, stop context.CancelCauseFunc) {

@@ -154,7 +154,7 @@ func New(cli *clientv3.Client, name string, opts ...Option) (*Election, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		if opt == nil {
-			return nil, fmt.Errorf("%w: nil option", ErrInvalidOption)
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
 		}
 		opt.apply(&o)
 	}
@@ -571,8 +571,19 @@ func (e *Election) Rev() int64 {
 	return 0
 }
 
-// Key returns the etcd key of this candidate's current win, or "".
-func (e *Election) Key() string {
+// Token is shorthand for Rev: the fencing token, under the name
+// etcdlock.Lock gives it, so that code fencing its writes with
+// interface{ Token() int64; Guard() clientv3.Cmp } takes a lock or an
+// election alike. Leader.Rev and Rev keep etcd's word for a term.
+func (e *Election) Token() int64 { return e.Rev() }
+
+// Key is shorthand for Name: the election's name, as Key is a lock's name
+// on etcdlock.Lock. EtcdKey returns the key in etcd.
+func (e *Election) Key() string { return e.name }
+
+// EtcdKey returns the etcd key of this candidate's current win, or "",
+// for etcdctl and for tests that delete it to simulate a loss.
+func (e *Election) EtcdKey() string {
 	if t := e.current(); t != nil {
 		return t.entry.Key()
 	}

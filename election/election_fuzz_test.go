@@ -45,9 +45,9 @@ func FuzzElectionNameValue(f *testing.F) {
 		if err != nil || l.Value != value || l.Rev != e.Rev() {
 			t.Fatalf("Leader of %q = %+v, %v; want value %q, term %d", name, l, err, value, e.Rev())
 		}
-		rest, ok := strings.CutPrefix(e.Key(), election.DefaultPrefix)
+		rest, ok := strings.CutPrefix(e.EtcdKey(), election.DefaultPrefix)
 		if !ok || strings.Count(rest, "/") != 1 || strings.HasPrefix(rest, "/") {
-			t.Fatalf("the key of %q is %q: not one segment and one member under the prefix", name, e.Key())
+			t.Fatalf("the key of %q is %q: not one segment and one member under the prefix", name, e.EtcdKey())
 		}
 		if err := e.Resign(ctx); err != nil {
 			t.Fatalf("Resign: %v", err)

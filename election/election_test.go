@@ -144,7 +144,7 @@ func TestGuardedWrites(t *testing.T) {
 
 	// Someone deletes the leader's key: leadership is lost, and both the
 	// local view and etcd's check say so.
-	_, err = admin.Delete(ctx, a.Key())
+	_, err = admin.Delete(ctx, a.EtcdKey())
 	require.NoError(t, err)
 	recv(t, doneChan(a.Done()))
 	require.ErrorIs(t, a.Err(), election.ErrLost)
@@ -302,7 +302,7 @@ func TestTTL(t *testing.T) {
 	require.Equal(t, 2*time.Second, e.TTL(), "rounded up to whole seconds")
 	require.NoError(t, e.Campaign(ctx, "v"))
 	require.GreaterOrEqual(t, e.TTL(), 2*time.Second)
-	resp, err := c.Client().TimeToLive(ctx, clientv3.LeaseID(leaseOf(t, c.Client(), e.Key())))
+	resp, err := c.Client().TimeToLive(ctx, clientv3.LeaseID(leaseOf(t, c.Client(), e.EtcdKey())))
 	require.NoError(t, err)
 	require.Equal(t, int64(e.TTL()/time.Second), resp.GrantedTTL)
 	// etcd counts the TTL from when it received the grant or the last

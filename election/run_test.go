@@ -216,14 +216,14 @@ func TestRunRecampaignsAfterLoss(t *testing.T) {
 		})
 	}()
 	first := recv(t, terms)
-	key := e.Key()
+	key := e.EtcdKey()
 	_, err := admin.Delete(ctx, key)
 	require.NoError(t, err)
 	second := recv(t, terms)
 	require.Greater(t, second, first)
 
 	// Losing the lease works the same way.
-	_, err = admin.Revoke(ctx, clientv3.LeaseID(leaseOf(t, admin, e.Key())))
+	_, err = admin.Revoke(ctx, clientv3.LeaseID(leaseOf(t, admin, e.EtcdKey())))
 	require.NoError(t, err)
 	third := recv(t, terms)
 	require.Greater(t, third, second)

@@ -98,7 +98,7 @@ func runElect(ctx context.Context, std stdio, args []string) int {
 			noteTTL(std, "elect", *ttl, e.TTL())
 			noted = true
 		}
-		h := hold{what: "leadership", name: name, token: e.Rev(), key: e.Key(), lost: lctx.Done(), cause: e.Err}
+		h := hold{what: "leadership", name: name, token: e.Rev(), key: e.EtcdKey(), lost: lctx.Done(), cause: e.Err}
 		last = sup.run(h)
 		// A command that cannot start would fail the same way next term.
 		if *once || sup.stopping() != 0 || (!last.ran && !last.stopped) {

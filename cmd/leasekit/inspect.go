@@ -172,7 +172,7 @@ func runInspect(ctx context.Context, std stdio, args []string) int {
 		}
 		ej := &electionJSON{Prefix: e.KeyPrefix(), Candidates: []candidateJSON{}}
 		for i, c := range line {
-			cj := candidateJSON{Key: c.Key, Value: c.Value, Term: c.Rev, Lease: c.LeaseID,
+			cj := candidateJSON{Key: c.EtcdKey, Value: c.Value, Term: c.Rev, Lease: c.LeaseID,
 				LeaseHex: fmt.Sprintf("%x", c.LeaseID), TTL: ttls.get(ctx, c.LeaseID)}
 			if i == 0 {
 				ej.Leader = &cj
