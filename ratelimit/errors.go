@@ -5,13 +5,17 @@ import "errors"
 // Errors returned by this package. Check them with errors.Is; the returned
 // error wraps them with details.
 var (
-	// ErrNilClient is returned by New for a nil etcd client.
+	// ErrNilClient is wrapped, beside ErrInvalidOption, by the error New
+	// returns for a nil etcd client.
+	//
+	// Deprecated: Check for ErrInvalidOption, which every leasekit
+	// constructor returns for a nil client, Option, logger or metrics.
 	ErrNilClient = errors.New("ratelimit: nil etcd client")
 	// ErrInvalidName is returned by New for an empty name, a name that is
-	// not valid UTF-8 or one longer than 1024 bytes.
+	// not valid UTF-8 or one longer than MaxNameLen bytes.
 	ErrInvalidName = errors.New("ratelimit: invalid name")
 	// ErrInvalidKey is returned for an empty key, a key that is not valid
-	// UTF-8 or one longer than 1024 bytes.
+	// UTF-8 or one longer than MaxNameLen bytes.
 	ErrInvalidKey = errors.New("ratelimit: invalid key")
 	// ErrInvalidLimit is returned for a Limit with Rate < 1, Burst < 1,
 	// Period <= 0, more than one event per nanosecond, or a bucket that
@@ -22,7 +26,8 @@ var (
 	// waiting forever.
 	ErrInvalidN = errors.New("ratelimit: invalid n")
 	// ErrInvalidOption is returned by New for an option value that cannot
-	// work, such as a negative batch window.
+	// work, such as a negative batch window, and for a nil client, Option,
+	// logger or metrics.
 	ErrInvalidOption = errors.New("ratelimit: invalid option")
 	// ErrUnavailable is returned, under the FailClosed outage policy, by
 	// calls that need etcd while it is unreachable or refuses them. The

@@ -131,7 +131,7 @@ type keyState struct {
 // arguments and does not contact etcd: the first call does.
 func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limiter, error) {
 	if cli == nil {
-		return nil, ErrNilClient
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, ErrNilClient)
 	}
 	if err := checkString(name); err != nil {
 		return nil, fmt.Errorf("%w %q: %v", ErrInvalidName, name, err)
@@ -142,6 +142,9 @@ func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limit
 	}
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
 		o.apply(&cfg)
 	}
 	if err := cfg.validate(); err != nil {
@@ -187,12 +190,16 @@ func New(cli *clientv3.Client, name string, limit Limit, opts ...Option) (*Limit
 	return l, nil
 }
 
+// MaxNameLen is the longest limiter name or key, in bytes. Every
+// leasekit package names its limit so.
+const MaxNameLen = keys.MaxNameLen
+
 func checkString(s string) error {
 	switch {
 	case s == "":
 		return errors.New("empty")
-	case len(s) > keys.MaxNameLen:
-		return fmt.Errorf("%d bytes; the limit is %d", len(s), keys.MaxNameLen)
+	case len(s) > MaxNameLen:
+		return fmt.Errorf("%d bytes; the limit is %d", len(s), MaxNameLen)
 	case !utf8.ValidString(s):
 		return errors.New("not valid UTF-8")
 	}
@@ -316,8 +323,10 @@ func (l *Limiter) SetLimit(ctx context.Context, lim Limit) error {
 // Close stops the limiter's goroutines. Calls made after Close return
 // ErrClosed. Close leaves the buckets in etcd alone, so they neither
 // refill nor vanish early because an instance stopped; under FailLocal it
-// revokes this instance's registration, waiting for etcd at most 2s. It is
-// safe to call more than once.
+// revokes this instance's registration, waiting for etcd at most 2s.
+//
+// Close is idempotent: a second call, or one made while the first is in
+// progress, waits for the first to finish and returns nil.
 func (l *Limiter) Close() error {
 	l.closeOnce.Do(func() {
 		close(l.closed)

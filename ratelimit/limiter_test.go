@@ -84,10 +84,14 @@ func TestBadInput(t *testing.T) {
 		opts  []ratelimit.Option
 		want  error
 	}{
-		{"nil client", nil, "n", ok, nil, ratelimit.ErrNilClient},
+		{"nil client", nil, "n", ok, nil, ratelimit.ErrInvalidOption},
+		{"nil client, as before", nil, "n", ok, nil, ratelimit.ErrNilClient},
+		{"nil Option", cli, "n", ok, []ratelimit.Option{nil}, ratelimit.ErrInvalidOption},
+		{"nil logger", cli, "n", ok, []ratelimit.Option{ratelimit.WithLogger(nil)}, ratelimit.ErrInvalidOption},
+		{"nil metrics", cli, "n", ok, []ratelimit.Option{ratelimit.WithMetrics(nil)}, ratelimit.ErrInvalidOption},
 		{"empty name", cli, "", ok, nil, ratelimit.ErrInvalidName},
 		{"name not UTF-8", cli, "a\xff", ok, nil, ratelimit.ErrInvalidName},
-		{"name too long", cli, strings.Repeat("x", 1025), ok, nil, ratelimit.ErrInvalidName},
+		{"name too long", cli, strings.Repeat("x", ratelimit.MaxNameLen+1), ok, nil, ratelimit.ErrInvalidName},
 		{"zero rate", cli, "n", ratelimit.Limit{Rate: 0, Period: time.Second, Burst: 1}, nil, ratelimit.ErrInvalidLimit},
 		{"negative rate", cli, "n", ratelimit.PerSecond(-5), nil, ratelimit.ErrInvalidLimit},
 		{"zero burst", cli, "n", ratelimit.Limit{Rate: 1, Period: time.Second}, nil, ratelimit.ErrInvalidLimit},
@@ -117,7 +121,7 @@ func TestBadInput(t *testing.T) {
 		{"n over burst", "k", 11, ratelimit.ErrInvalidN},
 		{"empty key", "", 1, ratelimit.ErrInvalidKey},
 		{"key not UTF-8", "\xc3\x28", 1, ratelimit.ErrInvalidKey},
-		{"key too long", strings.Repeat("k", 1025), 1, ratelimit.ErrInvalidKey},
+		{"key too long", strings.Repeat("k", ratelimit.MaxNameLen+1), 1, ratelimit.ErrInvalidKey},
 	} {
 		t.Run("AllowN/"+tc.name, func(t *testing.T) {
 			r, err := l.AllowN(ctx, tc.key, tc.n)

@@ -41,6 +41,7 @@ type mwConfig struct {
 	denied func(http.ResponseWriter, *http.Request, Result)
 	failed func(http.ResponseWriter, *http.Request, error)
 	lg     *zap.Logger
+	lgSet  bool // MiddlewareLogger was given, so a nil lg is an error
 }
 
 // SelectLimiter picks the Limiter for each request, for a limit per route
@@ -87,7 +88,7 @@ func OnError(f func(w http.ResponseWriter, r *http.Request, err error)) Middlewa
 // no-op logger does, errors go to the standard library's log package, so
 // that a 500 always says why somewhere.
 func MiddlewareLogger(lg *zap.Logger) MiddlewareOption {
-	return mwOptionFunc(func(c *mwConfig) { c.lg = lg })
+	return mwOptionFunc(func(c *mwConfig) { c.lg, c.lgSet = lg, true })
 }
 
 // Middleware returns net/http middleware that limits requests with lim,
@@ -125,7 +126,7 @@ func MiddlewareLogger(lg *zap.Logger) MiddlewareOption {
 // and FailLocal answer as above, and FailClosed answers 503 Service
 // Unavailable with "Retry-After: 1" (see OnError).
 //
-// key must return a valid key (non-empty UTF-8 of at most 1024 bytes):
+// key must return a valid key (non-empty UTF-8 of at most MaxNameLen bytes):
 // check keys that clients send, or map them to such. A request whose key
 // is invalid gets 500 and the reason is logged. So does every request if
 // lim or key is nil; NewMiddleware reports that as an error instead.
@@ -151,8 +152,8 @@ func Middleware(lim *Limiter, key func(*http.Request) string, opts ...Middleware
 }
 
 // NewMiddleware is Middleware with its arguments checked: it returns an
-// error wrapping ErrInvalidOption for a nil Limiter, key function or
-// option, where Middleware would answer every request with 500.
+// error wrapping ErrInvalidOption for a nil Limiter, key function, option
+// or logger, where Middleware would answer every request with 500.
 func NewMiddleware(lim *Limiter, key func(*http.Request) string, opts ...MiddlewareOption) (func(http.Handler) http.Handler, error) {
 	switch {
 	case lim == nil:
@@ -166,6 +167,9 @@ func NewMiddleware(lim *Limiter, key func(*http.Request) string, opts ...Middlew
 			return nil, fmt.Errorf("%w: nil MiddlewareOption at %d", ErrInvalidOption, i)
 		}
 		o.applyMiddleware(&cfg)
+	}
+	if cfg.lgSet && cfg.lg == nil {
+		return nil, fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
 	cfg.lg = errorLogger(cfg.lg, lim)
 	if cfg.denied == nil {

@@ -327,6 +327,14 @@ func TestMiddlewareBadInput(t *testing.T) {
 			require.Contains(t, logs.All()[1].ContextMap()["error"], tc.want)
 		})
 	}
+	t.Run("nil logger", func(t *testing.T) {
+		mw, err := ratelimit.NewMiddleware(l, byAPIKey, ratelimit.MiddlewareLogger(nil))
+		require.ErrorIs(t, err, ratelimit.ErrInvalidOption)
+		require.ErrorContains(t, err, "nil logger")
+		require.Nil(t, mw)
+		resp := serve(ratelimit.Middleware(l, byAPIKey, ratelimit.MiddlewareLogger(nil))(ok), "/", "k")
+		require.Equal(t, http.StatusInternalServerError, resp.StatusCode)
+	})
 
 	core, logs := observer.New(zapcore.ErrorLevel)
 	lg := ratelimit.MiddlewareLogger(zap.New(core))
@@ -342,7 +350,7 @@ func TestMiddlewareBadInput(t *testing.T) {
 		name, key, cost, want string
 	}{
 		{"empty key", "", "1", "invalid key"},
-		{"key too long", strings.Repeat("k", 1025), "1", "invalid key"},
+		{"key too long", strings.Repeat("k", ratelimit.MaxNameLen+1), "1", "invalid key"},
 		{"key not UTF-8", "\xff", "1", "invalid key"},
 		{"negative cost", "k", "-1", "invalid n"},
 		{"cost over burst", "k", "11", "invalid n"},

@@ -67,10 +67,10 @@ func (c *config) validate() error {
 		return fmt.Errorf("%w: call timeout %v; want > 0", ErrInvalidOption, c.timeout)
 	}
 	if c.logger == nil {
-		c.logger = zap.NewNop()
+		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
 	if c.metrics == nil {
-		c.metrics = nopMetrics{}
+		return fmt.Errorf("%w: nil metrics", ErrInvalidOption)
 	}
 	return nil
 }
