@@ -27,7 +27,7 @@ var (
 	// ErrClosed is returned by calls on a Cluster after Close.
 	ErrClosed = errors.New("embedtest: cluster closed")
 	// ErrInvalidOption is returned by Start for an option value that cannot
-	// work, such as zero members.
+	// work, such as zero members, and for a nil Option or logger.
 	ErrInvalidOption = errors.New("embedtest: invalid option")
 	// ErrMemberStopped is returned when an operation needs a running member.
 	ErrMemberStopped = errors.New("embedtest: member is stopped")
@@ -61,6 +61,8 @@ type Cluster struct {
 	token   string
 	members []*Member
 	certs   *certs // WithTLS; nil without
+	// closeEnd is closed when the first Close has finished.
+	closeEnd chan struct{}
 
 	mu          sync.Mutex
 	closed      bool
@@ -78,6 +80,9 @@ type Cluster struct {
 func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
+		if o == nil {
+			return nil, fmt.Errorf("%w: nil Option", ErrInvalidOption)
+		}
 		o.apply(&cfg)
 	}
 	if err := cfg.validate(); err != nil {
@@ -87,7 +92,7 @@ func Start(ctx context.Context, opts ...Option) (*Cluster, error) {
 		return nil, fmt.Errorf("embedtest: start: %w", err)
 	}
 
-	c := &Cluster{cfg: cfg, token: randomToken()}
+	c := &Cluster{cfg: cfg, token: randomToken(), closeEnd: make(chan struct{})}
 	for _, dir := range sweepDataDirs(cfg.dir) {
 		cfg.logger.Info("embedtest: removed the data directory of a process that died before Close", zap.String("dir", dir))
 	}
@@ -130,7 +135,7 @@ func (cfg *config) validate() error {
 		return fmt.Errorf("%w: %d members; want 1 to %d", ErrInvalidOption, cfg.members, maxMembers)
 	}
 	if cfg.logger == nil {
-		cfg.logger = zap.NewNop()
+		return fmt.Errorf("%w: nil logger", ErrInvalidOption)
 	}
 	if cfg.listen != "" {
 		if cfg.members != 1 {
@@ -345,15 +350,19 @@ func (c *Cluster) member(i int) (*Member, error) {
 }
 
 // Close closes every client made by the cluster, stops every member and
-// removes the data. It is safe to call more than once; later calls return
-// nil.
+// removes the data.
+//
+// Close is idempotent: a second call, or one made while the first is in
+// progress, waits for the first to finish and returns nil.
 func (c *Cluster) Close() error {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
+		<-c.closeEnd
 		return nil
 	}
 	c.closed = true
+	defer close(c.closeEnd)
 	closers, clients := c.closers, c.clients
 	c.mu.Unlock()
 	// A Restart that passed its check before Close must not start a

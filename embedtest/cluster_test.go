@@ -64,6 +64,8 @@ func TestBadInput(t *testing.T) {
 		{"too many members", []embedtest.Option{embedtest.WithMembers(100)}},
 		{"election below 5 ticks", []embedtest.Option{embedtest.WithElection(10*time.Millisecond, 20*time.Millisecond)}},
 		{"sub-millisecond tick", []embedtest.Option{embedtest.WithElection(500*time.Microsecond, 100*time.Millisecond)}},
+		{"nil Option", []embedtest.Option{nil}},
+		{"nil logger", []embedtest.Option{embedtest.WithLogger(nil)}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := embedtest.Start(ctx, tc.opts...)
@@ -81,7 +83,19 @@ func TestBadInput(t *testing.T) {
 	t.Run("close twice", func(t *testing.T) {
 		c, err := embedtest.Start(ctx)
 		require.NoError(t, err)
-		require.NoError(t, c.Close())
+		// Of two at once, each returns nil once the member has stopped.
+		closes := make(chan error, 2)
+		for range 2 {
+			go func() {
+				err := c.Close()
+				if err == nil && c.Member(0).Running() {
+					err = errors.New("Close returned with the member running")
+				}
+				closes <- err
+			}()
+		}
+		require.NoError(t, <-closes)
+		require.NoError(t, <-closes)
 		require.NoError(t, c.Close())
 		_, err = c.NewClient()
 		require.ErrorIs(t, err, embedtest.ErrClosed)

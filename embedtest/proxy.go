@@ -41,6 +41,8 @@ type Proxy struct {
 	ln     net.Listener
 	done   chan struct{} // closed by Close
 	wg     sync.WaitGroup
+	// closeEnd is closed when the first Close has finished.
+	closeEnd chan struct{}
 
 	mu      sync.Mutex
 	closed  bool
@@ -75,11 +77,12 @@ func StartProxy(target string) (*Proxy, error) {
 		return nil, fmt.Errorf("embedtest: proxy listen: %w", err)
 	}
 	p := &Proxy{
-		target: target,
-		scheme: "http",
-		ln:     ln,
-		done:   make(chan struct{}),
-		conns:  map[*proxyConn]struct{}{},
+		target:   target,
+		scheme:   "http",
+		ln:       ln,
+		done:     make(chan struct{}),
+		closeEnd: make(chan struct{}),
+		conns:    map[*proxyConn]struct{}{},
 	}
 	p.wg.Add(1)
 	go p.accept()
@@ -153,14 +156,19 @@ func (p *Proxy) SetLatency(d time.Duration) {
 }
 
 // Close stops the proxy: it closes the listener and every connection, and
-// waits for its goroutines to end. It is safe to call more than once.
+// waits for its goroutines to end.
+//
+// Close is idempotent: a second call, or one made while the first is in
+// progress, waits for the first to finish and returns nil.
 func (p *Proxy) Close() error {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
+		<-p.closeEnd
 		return nil
 	}
 	p.closed = true
+	defer close(p.closeEnd)
 	conns := make([]*proxyConn, 0, len(p.conns))
 	for pc := range p.conns {
 		conns = append(conns, pc)
