@@ -12,12 +12,19 @@
 package electionprom
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leasekit/leasekit/election"
+	"github.com/leasekit/leasekit/internal/promreg"
 )
+
+// ErrInvalidOption is returned by New for a nil Registerer, or for a
+// constant label named "le" or "reason", names the series use.
+var ErrInvalidOption = errors.New("electionprom: invalid option")
 
 // Metrics implements election.Metrics with Prometheus collectors.
 type Metrics struct {
@@ -32,9 +39,15 @@ type Metrics struct {
 var _ election.Metrics = (*Metrics)(nil)
 
 // New registers leasekit_election_* collectors on reg, with constLabels
-// on every series, and returns them as an election.Metrics. It fails if
-// reg already has collectors of the same names and labels.
+// on every series, and returns them as an election.Metrics. It returns an
+// error wrapping ErrInvalidOption for a nil reg or a constant label the
+// series use, and one wrapping prometheus.AlreadyRegisteredError if reg
+// already has collectors of the same names and labels; then it registers
+// nothing.
 func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metrics, error) {
+	if err := promreg.Check(reg, constLabels, "reason"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
 	m := &Metrics{
 		leading: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "leasekit_election_leading", Help: "Terms this process holds now: 1 while it leads.",
@@ -60,10 +73,8 @@ func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metrics, er
 			Buckets: prometheus.ExponentialBuckets(0.01, 4, 12), ConstLabels: constLabels, // 10ms to ~12h
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.leading, m.elected, m.lost, m.failed, m.campaign, m.term} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := promreg.Register(reg, m.leading, m.elected, m.lost, m.failed, m.campaign, m.term); err != nil {
+		return nil, fmt.Errorf("electionprom: %w", err)
 	}
 	return m, nil
 }

@@ -12,21 +12,16 @@ import (
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/election/electionprom"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
-func TestDuplicateRegistration(t *testing.T) {
-	reg := prometheus.NewRegistry()
-	if _, err := electionprom.New(reg, prometheus.Labels{"election": "a"}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := electionprom.New(reg, prometheus.Labels{"election": "a"}); err == nil {
-		t.Fatal("registering twice with the same labels succeeded")
-	}
-	if _, err := electionprom.New(reg, prometheus.Labels{"election": "b"}); err != nil {
-		t.Fatalf("other labels: %v", err)
-	}
+func TestNew(t *testing.T) {
+	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := electionprom.New(reg, labels)
+		return err
+	}, electionprom.ErrInvalidOption, "reason")
 }
 
 // A campaign, a resignation and a failed campaign, as Prometheus sees

@@ -10,12 +10,19 @@
 package lockprom
 
 import (
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/promreg"
 )
+
+// ErrInvalidOption is returned by New for a nil Registerer, or for a
+// constant label named "le" or "reason", names the series use.
+var ErrInvalidOption = errors.New("lockprom: invalid option")
 
 // Metrics implements etcdlock.Metrics with Prometheus collectors.
 type Metrics struct {
@@ -30,9 +37,15 @@ type Metrics struct {
 var _ etcdlock.Metrics = (*Metrics)(nil)
 
 // New registers leasekit_lock_* collectors on reg, with constLabels on
-// every series, and returns them as an etcdlock.Metrics. It fails if reg
-// already has collectors of the same names and labels.
+// every series, and returns them as an etcdlock.Metrics. It returns an
+// error wrapping ErrInvalidOption for a nil reg or a constant label the
+// series use, and one wrapping prometheus.AlreadyRegisteredError if reg
+// already has collectors of the same names and labels; then it registers
+// nothing.
 func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metrics, error) {
+	if err := promreg.Check(reg, constLabels, "reason"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
 	buckets := prometheus.ExponentialBuckets(0.0005, 2, 16) // 0.5ms to ~16s
 	m := &Metrics{
 		wait: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -56,10 +69,8 @@ func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metrics, er
 			Name: "leasekit_lock_waiters", Help: "Callers waiting for a lock now.", ConstLabels: constLabels,
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.wait, m.hold, m.acquired, m.failed, m.lost, m.waiting} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := promreg.Register(reg, m.wait, m.hold, m.acquired, m.failed, m.lost, m.waiting); err != nil {
+		return nil, fmt.Errorf("lockprom: %w", err)
 	}
 	return m, nil
 }

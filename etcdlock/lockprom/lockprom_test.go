@@ -14,9 +14,17 @@ import (
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/etcdlock/lockprom"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
+
+func TestNew(t *testing.T) {
+	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := lockprom.New(reg, labels)
+		return err
+	}, lockprom.ErrInvalidOption, "reason")
+}
 
 func TestMetricsFromALocker(t *testing.T) {
 	c := embedtest.New(t)

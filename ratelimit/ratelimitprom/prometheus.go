@@ -2,7 +2,7 @@
 // Prometheus. It lives apart from ratelimit so that ratelimit does not
 // make its users depend on Prometheus.
 //
-//	m, err := ratelimitprom.New(prometheus.DefaultRegisterer)
+//	m, err := ratelimitprom.New(prometheus.DefaultRegisterer, nil)
 //	if err != nil {
 //		return err
 //	}
@@ -10,7 +10,8 @@
 //
 // Make one Metrics per registry and share it between limiters: each
 // series carries the limiter's name as the label "limiter". Keys are
-// never labels, as there can be any number of them.
+// never labels, as there can be any number of them. Every series also
+// carries the constant labels given to New.
 package ratelimitprom
 
 import (
@@ -19,11 +20,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/leasekit/leasekit/internal/promreg"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
-// ErrNilRegisterer is returned by New for a nil prometheus.Registerer.
-var ErrNilRegisterer = errors.New("ratelimitprom: nil registerer")
+// Errors returned by New. Check them with errors.Is.
+var (
+	// ErrInvalidOption is returned by New for a nil Registerer, or for a
+	// constant label named "le", "limiter" or "outcome", names the series
+	// use.
+	ErrInvalidOption = errors.New("ratelimitprom: invalid option")
+	// ErrNilRegisterer is wrapped, beside ErrInvalidOption, by the error
+	// New returns for a nil prometheus.Registerer.
+	//
+	// Deprecated: Check for ErrInvalidOption, which every leasekit
+	// Prometheus adapter returns for a nil Registerer.
+	ErrNilRegisterer = errors.New("ratelimitprom: nil registerer")
+)
 
 // Metrics implements ratelimit.Metrics and ratelimit.OutageMetrics with
 // these Prometheus series, all labelled by limiter:
@@ -54,20 +67,26 @@ var (
 )
 
 // New registers the series on reg, never on the global registry unless
-// reg is prometheus.DefaultRegisterer. It fails if reg is nil or already
-// holds them.
-func New(reg prometheus.Registerer) (*Metrics, error) {
+// reg is prometheus.DefaultRegisterer, with constLabels on every series,
+// and returns them as a ratelimit.Metrics. It returns an error wrapping
+// ErrInvalidOption for a nil reg or a constant label the series use, and
+// one wrapping prometheus.AlreadyRegisteredError if reg already has
+// collectors of the same names and labels; then it registers nothing.
+func New(reg prometheus.Registerer, constLabels prometheus.Labels) (*Metrics, error) {
 	if reg == nil {
-		return nil, ErrNilRegisterer
+		return nil, fmt.Errorf("%w: %w", ErrInvalidOption, ErrNilRegisterer)
+	}
+	if err := promreg.Check(reg, constLabels, "limiter", "outcome"); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
 	counter := func(name, help string) *prometheus.CounterVec {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help,
+			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help, ConstLabels: constLabels,
 		}, []string{"limiter"})
 	}
 	gauge := func(name, help string) *prometheus.GaugeVec {
 		return prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help,
+			Namespace: "leasekit", Subsystem: "ratelimit", Name: name, Help: help, ConstLabels: constLabels,
 		}, []string{"limiter"})
 	}
 	m := &Metrics{
@@ -77,16 +96,15 @@ func New(reg prometheus.Registerer) (*Metrics, error) {
 		conflicts: counter("cas_conflicts_total", "Compare-and-swaps that lost to another writer and were retried."),
 		withoutEtcd: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "leasekit", Subsystem: "ratelimit", Name: "without_etcd_total",
-			Help: "Events decided by the outage policy because etcd could not be used, by outcome.",
+			Help:        "Events decided by the outage policy because etcd could not be used, by outcome.",
+			ConstLabels: constLabels,
 		}, []string{"limiter", "outcome"}),
 		held:        gauge("tokens_held", "Tokens this process took in batches and has not used yet."),
 		unreachable: gauge("etcd_unreachable", "1 while this process finds etcd unreachable or refusing, else 0."),
 		live:        gauge("live_instances", "Live instances of the limiter counted by this process (FailLocal only)."),
 	}
-	for _, c := range []prometheus.Collector{m.allowed, m.denied, m.near, m.conflicts, m.held, m.withoutEtcd, m.unreachable, m.live} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("ratelimitprom: register: %w", err)
-		}
+	if err := promreg.Register(reg, m.allowed, m.denied, m.near, m.conflicts, m.held, m.withoutEtcd, m.unreachable, m.live); err != nil {
+		return nil, fmt.Errorf("ratelimitprom: %w", err)
 	}
 	return m, nil
 }

@@ -14,11 +14,21 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 	"github.com/leasekit/leasekit/ratelimit/ratelimitprom"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
+
+func TestNew(t *testing.T) {
+	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := ratelimitprom.New(reg, labels)
+		return err
+	}, ratelimitprom.ErrInvalidOption, "limiter", "outcome")
+	_, err := ratelimitprom.New(nil, nil)
+	require.ErrorIs(t, err, ratelimitprom.ErrNilRegisterer, "as before")
+}
 
 // values returns every series in reg as "name{label values} value".
 func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
@@ -41,13 +51,13 @@ func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 }
 
 func TestMetrics(t *testing.T) {
-	_, err := ratelimitprom.New(nil)
+	_, err := ratelimitprom.New(nil, nil)
 	require.ErrorIs(t, err, ratelimitprom.ErrNilRegisterer)
 
 	reg := prometheus.NewRegistry()
-	m, err := ratelimitprom.New(reg)
+	m, err := ratelimitprom.New(reg, nil)
 	require.NoError(t, err)
-	_, err = ratelimitprom.New(reg)
+	_, err = ratelimitprom.New(reg, nil)
 	require.Error(t, err, "registering twice on one registry")
 
 	c := embedtest.New(t)
@@ -81,7 +91,7 @@ func TestMetrics(t *testing.T) {
 // unreachable gauge is up.
 func TestOutageMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m, err := ratelimitprom.New(reg)
+	m, err := ratelimitprom.New(reg, nil)
 	require.NoError(t, err)
 	c := embedtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -136,7 +146,7 @@ func Example() {
 	defer c.Close()
 
 	reg := prometheus.NewRegistry() // or prometheus.DefaultRegisterer
-	m, err := ratelimitprom.New(reg)
+	m, err := ratelimitprom.New(reg, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
