@@ -11,7 +11,6 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/internal/chaos"
 )
 
 // electionAuthPrompt is how long a call refused by etcd's auth may take:
@@ -26,15 +25,15 @@ func TestAuthElection(t *testing.T) {
 	c := embedtest.New(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
+	root, err := c.EnableAuth(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
+	app, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	nobody, err := a.User(ctx, "nobody")
+	nobody, err := c.AddUser(ctx, "nobody")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,11 +81,11 @@ func TestAuthElection(t *testing.T) {
 				t.Errorf("%s: want rpctypes.ErrPermissionDenied at once, got %v after %v", name, err, took)
 			}
 		}
-		resp, err := a.Root.Get(ctx, election.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		resp, err := root.Get(ctx, election.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		if err != nil || resp.Count != 0 {
 			t.Errorf("keys left: %v %v", resp, err)
 		}
-		leases, err := a.Root.Leases(ctx)
+		leases, err := root.Leases(ctx)
 		if err != nil || len(leases.Leases) != 0 {
 			t.Errorf("leases left: %v %v", leases, err)
 		}

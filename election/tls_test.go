@@ -10,7 +10,6 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/internal/chaos"
 )
 
 // TestTLSAuthElection campaigns over TLS with client certificates
@@ -20,22 +19,22 @@ import (
 func TestTLSAuthElection(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testCtx(t)
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
+	root, err := c.EnableAuth(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	byPassword, err := a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
+	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	byCert, err := a.CertClient("app")
+	byCert, err := c.NewCertClient("app")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.User(ctx, "nobody"); err != nil {
+	if _, err := c.AddUser(ctx, "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	nobody, err := a.CertClient("nobody")
+	nobody, err := c.NewCertClient("nobody")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +52,7 @@ func TestTLSAuthElection(t *testing.T) {
 	}
 	won := make(chan error, 1)
 	go func() { won <- second.Campaign(ctx, "cert") }()
-	waitKeys(t, a.Root, first.KeyPrefix(), 2)
+	waitKeys(t, root, first.KeyPrefix(), 2)
 	if err := first.Resign(ctx); err != nil {
 		t.Fatal(err)
 	}

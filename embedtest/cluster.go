@@ -68,6 +68,7 @@ type Cluster struct {
 	closed      bool
 	ops         sync.WaitGroup // member starts in flight; Close waits for them
 	client      *clientv3.Client
+	root        *clientv3.Client // logged in as root; set by EnableAuth
 	clients     []*clientv3.Client
 	closers     []func() error // proxies and the like, closed before members
 	partitioned []bool         // by member index; see Partition

@@ -44,6 +44,15 @@
 // --cert --key), and ClientCert issues a certificate for another common
 // name, which etcd's auth takes as the user name.
 //
+// # Auth
+//
+// EnableAuth turns etcd's authentication on through the client API, as an
+// operator would, and returns a root client; AddUser adds a user with a
+// role of its own that holds the given grants, and returns a client
+// logged in as that user; under WithTLS, NewCertClient is that user known
+// by its certificate alone. Passwords are hashed with bcrypt's minimum
+// cost, so that logins stay fast under the race detector.
+//
 // # What embedtest sets, and why
 //
 // Defaults suit tests rather than production:

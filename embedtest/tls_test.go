@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestTLS(t *testing.T) {
@@ -59,38 +60,39 @@ func refused(t *testing.T, cfg clientv3.Config) {
 	require.Error(t, err)
 }
 
-// TestTLSClientCertAuth turns etcd auth on and checks that a client
-// certificate's common name is the user.
+// TestTLSClientCertAuth turns etcd auth on with EnableAuth and checks
+// AddUser's users: a client certificate's common name is the user, as is
+// the password login AddUser returns; a read grant reads and cannot
+// write; a client without credentials is refused.
 func TestTLSClientCertAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	root := c.Client()
-	for _, step := range []func() error{
-		func() error { _, err := root.RoleAdd(ctx, "root"); return err },
-		func() error { _, err := root.UserAdd(ctx, "root", "root-pw"); return err },
-		func() error { _, err := root.UserGrantRole(ctx, "root", "root"); return err },
-		func() error { _, err := root.UserAdd(ctx, "alice", "alice-pw"); return err },
-		func() error { _, err := root.RoleAdd(ctx, "alice"); return err },
-		func() error {
-			_, err := root.RoleGrantPermission(ctx, "alice", "/alice/", clientv3.GetPrefixRangeEnd("/alice/"), clientv3.PermissionType(clientv3.PermReadWrite))
-			return err
-		},
-		func() error { _, err := root.UserGrantRole(ctx, "alice", "alice"); return err },
-		func() error { _, err := root.AuthEnable(ctx); return err },
-	} {
-		require.NoError(t, step())
-	}
-	files, err := c.ClientCert("alice")
+	ctx := testkit.Context(t)
+	_, err := c.AddUser(ctx, "alice")
+	require.ErrorIs(t, err, embedtest.ErrAuthOff)
+	root, err := c.EnableAuth(ctx)
 	require.NoError(t, err)
-	cfg, err := files.ClientConfig()
+	byPassword, err := c.AddUser(ctx, "alice", embedtest.Grant{Prefix: "/alice/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	require.NoError(t, err)
-	alice, err := c.NewClient(clientv3.Config{TLS: cfg})
+	reader, err := c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/alice/", Perm: clientv3.PermissionType(clientv3.PermRead)})
 	require.NoError(t, err)
+	alice, err := c.NewCertClient("alice")
+	require.NoError(t, err)
+
 	_, err = alice.Put(ctx, "/alice/k", "v")
 	require.NoError(t, err, "the certificate's common name is the user")
 	_, err = alice.Put(ctx, "/bob/k", "v")
 	require.ErrorContains(t, err, "permission denied")
+	resp, err := byPassword.Get(ctx, "/alice/k")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), resp.Count)
+	_, err = reader.Get(ctx, "/alice/k")
+	require.NoError(t, err)
+	_, err = reader.Put(ctx, "/alice/k", "w")
+	require.ErrorContains(t, err, "permission denied")
+	_, err = root.Put(ctx, "/bob/k", "v")
+	require.NoError(t, err)
+	_, err = c.Client().Get(ctx, "/alice/k")
+	require.Error(t, err, "a client without credentials is refused")
 
 	_, err = embedtest.New(t).ClientCert("x")
 	require.ErrorIs(t, err, embedtest.ErrInvalidOption)

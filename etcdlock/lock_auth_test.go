@@ -11,7 +11,6 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/chaos"
 )
 
 // authPrompt is how long a call refused by etcd's auth may take: one
@@ -19,42 +18,42 @@ import (
 // refusal. A retry loop would take until its context ends.
 const authPrompt = 3 * time.Second
 
-// authCluster returns a one-member cluster with auth on, and clients for a
-// user whose role may read and write the leasekit prefix, a user who may
+// authCluster returns a root client of a one-member cluster with auth on,
+// and clients for a user whose role may read and write the leasekit prefix, a user who may
 // only read it, and a user with no rights at all.
-func authCluster(t *testing.T) (a *chaos.Auth, app, reader, nobody *clientv3.Client) {
+func authCluster(t *testing.T) (root, app, reader, nobody *clientv3.Client) {
 	t.Helper()
 	c := embedtest.New(t)
 	ctx := testCtx(t)
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
+	root, err := c.EnableAuth(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app, err = a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
+	if app, err = c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
 		t.Fatal(err)
 	}
-	if reader, err = a.User(ctx, "reader", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
+	if reader, err = c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
 		t.Fatal(err)
 	}
-	if nobody, err = a.User(ctx, "nobody"); err != nil {
+	if nobody, err = c.AddUser(ctx, "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	return a, app, reader, nobody
+	return root, app, reader, nobody
 }
 
 // TestAuth runs the auth cases on one cluster: setting auth up costs
 // bcrypt hashes, which are slow under the race detector.
 func TestAuth(t *testing.T) {
-	a, app, reader, nobody := authCluster(t)
-	t.Run("prefix user", func(t *testing.T) { testAuthPrefixUser(t, a, app) })
-	t.Run("no rights", func(t *testing.T) { testAuthNoRights(t, a, reader, nobody) })
+	root, app, reader, nobody := authCluster(t)
+	t.Run("prefix user", func(t *testing.T) { testAuthPrefixUser(t, root, app) })
+	t.Run("no rights", func(t *testing.T) { testAuthNoRights(t, root, reader, nobody) })
 	// Last: it takes the app user's rights away.
-	t.Run("rights revoked while held", func(t *testing.T) { testAuthRightsRevokedWhileHeld(t, a, app) })
+	t.Run("rights revoked while held", func(t *testing.T) { testAuthRightsRevokedWhileHeld(t, root, app) })
 }
 
 // testAuthPrefixUser: a user whose role is limited to the leasekit prefix
 // can use every part of a Locker.
-func testAuthPrefixUser(t *testing.T, a *chaos.Auth, app *clientv3.Client) {
+func testAuthPrefixUser(t *testing.T, root, app *clientv3.Client) {
 	ctx := testCtx(t)
 	l := newLocker(t, app)
 	for _, auto := range []bool{false, true} {
@@ -88,7 +87,7 @@ func testAuthPrefixUser(t *testing.T, a *chaos.Auth, app *clientv3.Client) {
 	if err := l.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if n := countKeys(t, a.Root); n != 0 {
+	if n := countKeys(t, root); n != 0 {
 		t.Errorf("%d keys left", n)
 	}
 }
@@ -96,7 +95,7 @@ func testAuthPrefixUser(t *testing.T, a *chaos.Auth, app *clientv3.Client) {
 // testAuthNoRights: a user without rights on the prefix gets
 // rpctypes.ErrPermissionDenied from every call at once, with no retry and
 // nothing left behind.
-func testAuthNoRights(t *testing.T, a *chaos.Auth, reader, nobody *clientv3.Client) {
+func testAuthNoRights(t *testing.T, root, reader, nobody *clientv3.Client) {
 	for _, u := range []struct {
 		name string
 		cli  *clientv3.Client
@@ -138,10 +137,10 @@ func testAuthNoRights(t *testing.T, a *chaos.Auth, reader, nobody *clientv3.Clie
 				t.Errorf("Close: %v", err)
 			}
 			ctx := testCtx(t)
-			if n := countKeys(t, a.Root); n != 0 {
+			if n := countKeys(t, root); n != 0 {
 				t.Errorf("%d keys left", n)
 			}
-			if resp, err := a.Root.Leases(ctx); err != nil || len(resp.Leases) != 0 {
+			if resp, err := root.Leases(ctx); err != nil || len(resp.Leases) != 0 {
 				t.Errorf("leases left: %v %v", resp, err)
 			}
 		})
@@ -151,14 +150,14 @@ func testAuthNoRights(t *testing.T, a *chaos.Auth, reader, nobody *clientv3.Clie
 // testAuthRightsRevokedWhileHeld: when a holder loses its rights, Release
 // says so at once; the hold then ends when its lease expires, and others
 // can take the lock.
-func testAuthRightsRevokedWhileHeld(t *testing.T, a *chaos.Auth, app *clientv3.Client) {
+func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
 	ctx := testCtx(t)
 	l := newLocker(t, app)
 	lk, err := l.Lock(ctx, "revoked", time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Revoke(ctx, "app", "/leasekit/"); err != nil {
+	if _, err := root.RoleRevokePermission(ctx, "app", "/leasekit/", clientv3.GetPrefixRangeEnd("/leasekit/")); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -168,7 +167,7 @@ func testAuthRightsRevokedWhileHeld(t *testing.T, a *chaos.Auth, app *clientv3.C
 	}
 	// The change of rights makes every client log in again, which takes
 	// a second under the race detector: a short TTL would not survive it.
-	other := newLocker(t, a.Root)
+	other := newLocker(t, root)
 	next, err := other.LockWithOptions(ctx, etcdlock.LockOptions{Key: "revoked", TTL: 5 * time.Second, AutoRefresh: true,
 		Timeout: 10 * time.Second})
 	if err != nil {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/chaos"
 )
 
 // TestTLSAuth runs locks over TLS with client certificates required and
@@ -21,15 +20,15 @@ import (
 func TestTLSAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testCtx(t)
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
+	root, err := c.EnableAuth(ctx)
 	require.NoError(t, err)
-	byPassword, err := a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
+	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	require.NoError(t, err)
-	byCert, err := a.CertClient("app")
+	byCert, err := c.NewCertClient("app")
 	require.NoError(t, err)
-	_, err = a.User(ctx, "nobody")
+	_, err = c.AddUser(ctx, "nobody")
 	require.NoError(t, err)
-	nobody, err := a.CertClient("nobody")
+	nobody, err := c.NewCertClient("nobody")
 	require.NoError(t, err)
 
 	first := newLocker(t, byPassword)
@@ -41,7 +40,7 @@ func TestTLSAuth(t *testing.T) {
 		lk, err := second.Lock(ctx, "tls", 5*time.Second)
 		got <- result{lk, err}
 	}()
-	awaitKeys(t, a.Root, etcdlock.DefaultPrefix, 2)
+	awaitKeys(t, root, etcdlock.DefaultPrefix, 2)
 	resp, err := byPassword.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/leasekit/data", "first")).Commit()
 	require.NoError(t, err)
 	require.True(t, resp.Succeeded)

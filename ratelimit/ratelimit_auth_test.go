@@ -10,7 +10,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/internal/chaos"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -23,15 +22,14 @@ const rateAuthPrompt = 3 * time.Second
 func TestAuthRateLimit(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testCtx(t)
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
+	if _, err := c.EnableAuth(ctx); err != nil {
+		t.Fatal(err)
+	}
+	app, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody, err := a.User(ctx, "nobody")
+	nobody, err := c.AddUser(ctx, "nobody")
 	if err != nil {
 		t.Fatal(err)
 	}

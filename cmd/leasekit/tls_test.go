@@ -13,7 +13,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
-	"github.com/leasekit/leasekit/internal/chaos"
 )
 
 // TestTLSAndAuth runs leasekit against an etcd that serves TLS only,
@@ -25,17 +24,16 @@ func TestTLSAndAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	kids := newChildren(t)
 	ctx := t.Context()
-	a, err := chaos.EnableAuth(ctx, c, c.Client())
-	if err != nil {
+	if _, err := c.EnableAuth(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.User(ctx, "app", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
+	if _, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.User(ctx, "nobody"); err != nil {
+	if _, err := c.AddUser(ctx, "nobody"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.User(ctx, "reader", chaos.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
+	if _, err := c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
 		t.Fatal(err)
 	}
 	appCert, err := c.ClientCert("app")
