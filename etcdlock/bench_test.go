@@ -29,6 +29,17 @@ func BenchmarkContended(b *testing.B) {
 		contended, benchkit.Options{})
 }
 
+// BenchmarkContendedIdeal is the anchor workload on the mutex, beside
+// benchkit.IdealMutex: a lock that makes only the etcd calls every hold
+// needs (a committed put to line up, a watch of the key ahead, a
+// committed delete to release) and knows the rest for free. Its rate is
+// the ceiling of this workload on this server, with the put and the
+// delete of each cycle serialised as etcd serialises them.
+func BenchmarkContendedIdeal(b *testing.B) {
+	benchkit.Bench(b, "mutex, 8 workers, hold 1ms, vs an ideal lock", benchkit.LeasekitMutex(true), benchkit.IdealMutex(),
+		contended, benchkit.Options{})
+}
+
 // BenchmarkUncontended is one worker's Lock and Release on a free name:
 // AutoRefresh beside concurrency.Mutex on a shared session, and the ADR's
 // Lock(ctx, key, ttl), a lease per lock, beside a new session per lock.
@@ -93,4 +104,38 @@ func BenchmarkRWMutexUncontended(b *testing.B) {
 		benchkit.Bench(b, "rwmutex write cycle", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
 			benchkit.Workload{Workers: 1, WriteEvery: 1, Exclusive: true}, o)
 	})
+}
+
+// BenchmarkCycleCost reports what one take and release costs the process:
+// gRPC calls by method, heap allocations and goroutines started, for
+// leasekit and the reference, uncontended and contended. Against the
+// embedded servers the allocations include etcd's own; run it against an
+// etcd process ($LEASEKIT_BENCH_ENDPOINTS, or make bench-etcd's) for the
+// client's alone:
+//
+//	LEASEKIT_BENCH_ENDPOINTS=127.0.0.1:32379 go test -run '^$' -bench CycleCost/etcd -benchtime=1x ./etcdlock
+func BenchmarkCycleCost(b *testing.B) {
+	for _, t := range benchkit.Targets() {
+		b.Run(t.Name, func(b *testing.B) {
+			srv := t.StartTB(b)
+			for _, tc := range []struct {
+				name string
+				impl benchkit.Impl
+				wl   benchkit.Workload
+			}{
+				{"uncontended", benchkit.LeasekitMutex(true), uncontended},
+				{"uncontended", benchkit.ConcurrencyMutex(false), uncontended},
+				{"uncontended", benchkit.LeasekitMutex(false), uncontended},
+				{"uncontended", benchkit.ConcurrencyMutex(true), uncontended},
+				{"contended", benchkit.LeasekitMutex(true), contended},
+				{"contended", benchkit.ConcurrencyMutex(false), contended},
+			} {
+				c, err := benchkit.Measure(b.Context(), srv, tc.impl, tc.wl, time.Second)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.Logf("%s, %s", tc.name, c)
+			}
+		})
+	}
 }

@@ -123,6 +123,13 @@ func TestCompare(t *testing.T) {
 	require.Equal(t, 1, c.Ratio().N)
 	require.Zero(t, a.FsyncsPerTake, "fsync off: etcd observes no WAL fsync")
 
+	// The ideal lock admits in the order the puts committed.
+	i, err := benchkit.Compare(t.Context(), srv, "ideal", benchkit.IdealMutex(), benchkit.LeasekitMutex(true), wl,
+		benchkit.Options{Pairs: 1, Round: 100 * time.Millisecond, Probes: -1})
+	require.NoError(t, err)
+	require.Positive(t, i.RoundsA[0].Takes)
+	require.Zero(t, i.RoundsA[0].Errs)
+
 	h, err := benchkit.CompareHandovers(t.Context(), srv, "election", benchkit.LeasekitElection(),
 		benchkit.ConcurrencyElection(), benchkit.Options{Pairs: 1, Handovers: 2, Probes: -1})
 	require.NoError(t, err)
@@ -133,6 +140,16 @@ func TestCompare(t *testing.T) {
 	require.Contains(t, out.String(), "| mutex, 3 workers | fsync-off | leasekit: ")
 	require.Contains(t, out.String(), "| election | fsync-off | leasekit: p50 ")
 	require.Equal(t, 2, strings.Count(out.String(), "| workload |"))
+}
+
+// TestMeasure counts the calls of an uncontended cycle: one Txn to join
+// and one to leave.
+func TestMeasure(t *testing.T) {
+	srv := benchkit.Embedded(false).StartTB(t)
+	c, err := benchkit.Measure(t.Context(), srv, benchkit.LeasekitMutex(true), benchkit.Workload{Workers: 1}, 100*time.Millisecond)
+	require.NoError(t, err)
+	require.Positive(t, c.Takes)
+	require.InDelta(t, 2, c.Calls["KV/Txn"], 0.01, "%v", c)
 }
 
 // TestFsyncOnSyncs checks that the headline server really syncs: etcd

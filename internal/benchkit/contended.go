@@ -49,6 +49,8 @@ type Workload struct {
 type Round struct {
 	// Takes is the holds granted within the round's time.
 	Takes int
+	// Late is the holds granted after it, to waits in progress then.
+	Late int
 	// Elapsed is the round's time: takes after it are not counted.
 	Elapsed time.Duration
 	// Errs counts failed takes and releases; a failed take is retried.
@@ -161,7 +163,11 @@ func (c *Crew) Run(ctx context.Context, d time.Duration) (Round, error) {
 				}
 				sleep(ctx, c.wl.Hold)
 				held := time.Since(at)
-				if at.Before(end) {
+				if !at.Before(end) {
+					mu.Lock()
+					r.Late++
+					mu.Unlock()
+				} else {
 					mu.Lock()
 					r.Takes++
 					r.PerWorker[w]++
