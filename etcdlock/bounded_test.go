@@ -9,6 +9,7 @@ import (
 
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/etcderr"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // within runs f and fails the test unless it returns within d: for calls
@@ -41,7 +42,7 @@ func TestNothingWaitsBehindARefresh(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, p, holder := behindProxy(t)
-			ctx := testCtx(t)
+			ctx := testkit.Context(t)
 			lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "k", TTL: 2 * time.Second, AutoRefresh: tc.auto})
 			require.NoError(t, err)
 			p.Cut()
@@ -77,7 +78,7 @@ func TestNothingWaitsBehindARefresh(t *testing.T) {
 // etcderr.CleanupTimeout, and so does every call.
 func TestCloseIsBounded(t *testing.T) {
 	_, p, l := behindProxy(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	lock := func(name string, ttl time.Duration, auto bool) etcdlock.Lock {
 		lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: name, TTL: ttl, AutoRefresh: auto})
 		require.NoError(t, err)
@@ -125,7 +126,7 @@ func TestCloseIsBounded(t *testing.T) {
 // Locker wait only as long as their own ctx.
 func TestGrantBlocksNoOtherCall(t *testing.T) {
 	_, p, l := behindProxy(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	p.Cut()
 	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

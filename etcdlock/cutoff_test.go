@@ -7,11 +7,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestCutOffHolderIsToldFirst cuts a holder off from etcd with a proxy
@@ -22,7 +24,7 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 	for _, auto := range []bool{true, false} {
 		t.Run(fmt.Sprintf("AutoRefresh=%v", auto), func(t *testing.T) {
 			c := embedtest.New(t)
-			ctx := testCtx(t)
+			ctx := testkit.Context(t)
 			p, err := c.NewProxy(0)
 			require.NoError(t, err)
 			cut, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
@@ -39,10 +41,10 @@ func TestCutOffHolderIsToldFirst(t *testing.T) {
 			// reconnects, so the first calls may fail.
 			p.Heal()
 			var late *clientv3.TxnResponse
-			retryUntil(t, func() bool {
+			require.NoError(t, testkit.Retry(ctx, func(ctx context.Context) error {
 				late, err = cut.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/data", "stale")).Commit()
-				return err == nil
-			})
+				return err
+			}))
 			require.False(t, late.Succeeded, "the old holder's guarded write must be refused")
 			fresh, err := c.Client().Txn(ctx).If(next.Guard()).Then(clientv3.OpPut("/data", "fresh")).Commit()
 			require.NoError(t, err)
@@ -63,16 +65,16 @@ func toldFirst(t *testing.T, ctx context.Context, cli *clientv3.Client, p *embed
 	record := func(s string) { mu.Lock(); events = append(events, s); mu.Unlock() }
 	told := make(chan struct{})
 	go func() { <-lk.Done(); record("holder told"); close(told) }()
-	keys := countKeys(t, cli)
+	keys := testkit.CountKeys(t, cli, etcdlock.DefaultPrefix)
 	got := make(chan etcdlock.Lock, 1)
 	go func() {
 		next, err := waiter.Lock(ctx, lk.Key(), 5*time.Second)
-		if assertNoError(t, err) {
+		if assert.NoError(t, err) {
 			record("next acquired")
 		}
 		got <- next
 	}()
-	awaitKeys(t, cli, etcdlock.DefaultPrefix, keys+1)
+	testkit.AwaitKeys(t, cli, etcdlock.DefaultPrefix, keys+1)
 	p.Cut()
 	next := <-got
 	require.NotNil(t, next)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // A waiter whose own key is deleted in the very revision that deletes the
@@ -22,7 +23,7 @@ import (
 // see it in the queue watch's response.)
 func TestWaiterDeletedInHandover(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	holder := newLocker(t, admin)
 	wcli, err := c.NewClient()
@@ -82,7 +83,7 @@ func TestWaiterDeletedInHandover(t *testing.T) {
 				}
 				_, err = admin.Txn(ctx).Then(dels...).Commit()
 				require.NoError(t, err)
-				r := got(t, waiting)
+				r := testkit.Recv(t, waiting)
 				if r.err == nil {
 					guarded, gerr := admin.Txn(ctx).If(r.lk.Guard()).Commit()
 					require.NoError(t, gerr)
@@ -92,7 +93,7 @@ func TestWaiterDeletedInHandover(t *testing.T) {
 				require.ErrorIs(t, r.err, etcdlock.ErrLockLost, "round %d", round)
 				// The holder's loss is another test's subject.
 				held.Release(ctx)
-				require.Zero(t, keysUnder(t, admin, queue))
+				require.Zero(t, testkit.CountKeys(t, admin, queue))
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // authPrompt is how long a call refused by etcd's auth may take: one
@@ -24,7 +25,7 @@ const authPrompt = 3 * time.Second
 func authCluster(t *testing.T) (root, app, reader, nobody *clientv3.Client) {
 	t.Helper()
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	root, err := c.EnableAuth(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -54,7 +55,7 @@ func TestAuth(t *testing.T) {
 // testAuthPrefixUser: a user whose role is limited to the leasekit prefix
 // can use every part of a Locker.
 func testAuthPrefixUser(t *testing.T, root, app *clientv3.Client) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, app)
 	for _, auto := range []bool{false, true} {
 		lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "auth", TTL: 5 * time.Second, AutoRefresh: auto})
@@ -87,7 +88,7 @@ func testAuthPrefixUser(t *testing.T, root, app *clientv3.Client) {
 	if err := l.Close(); err != nil {
 		t.Errorf("Close: %v", err)
 	}
-	if n := countKeys(t, root); n != 0 {
+	if n := testkit.CountKeys(t, root, etcdlock.DefaultPrefix); n != 0 {
 		t.Errorf("%d keys left", n)
 	}
 }
@@ -136,8 +137,8 @@ func testAuthNoRights(t *testing.T, root, reader, nobody *clientv3.Client) {
 			if err := l.Close(); err != nil {
 				t.Errorf("Close: %v", err)
 			}
-			ctx := testCtx(t)
-			if n := countKeys(t, root); n != 0 {
+			ctx := testkit.Context(t)
+			if n := testkit.CountKeys(t, root, etcdlock.DefaultPrefix); n != 0 {
 				t.Errorf("%d keys left", n)
 			}
 			if resp, err := root.Leases(ctx); err != nil || len(resp.Leases) != 0 {
@@ -151,7 +152,7 @@ func testAuthNoRights(t *testing.T, root, reader, nobody *clientv3.Client) {
 // says so at once; the hold then ends when its lease expires, and others
 // can take the lock.
 func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, app)
 	lk, err := l.Lock(ctx, "revoked", time.Second)
 	if err != nil {
@@ -184,7 +185,7 @@ func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
 // ErrNotHeld and leave the new hold intact; its Guard fails.
 func TestStaleHandleCannotTouchNewHold(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	for _, tc := range []struct {
 		name      string
 		auto      bool

@@ -1,7 +1,6 @@
 package etcdlock_test
 
 import (
-	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // fuzzNames are the seed corpus of the name fuzzers.
@@ -23,12 +23,6 @@ var fuzzNames = []string{
 
 func validName(name string) bool {
 	return name != "" && len(name) <= etcdlock.MaxNameLen && utf8.ValidString(name)
-}
-
-func fuzzCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }
 
 // FuzzLockName takes and releases a lock of any name: an invalid name is
@@ -46,7 +40,7 @@ func FuzzLockName(f *testing.F) {
 	}
 	f.Cleanup(func() { l.Close() })
 	f.Fuzz(func(t *testing.T, name string) {
-		ctx := fuzzCtx(t)
+		ctx := testkit.Context(t)
 		lk, ok, err := l.TryLock(ctx, name, 5*time.Second)
 		if !validName(name) {
 			if !errors.Is(err, etcdlock.ErrInvalidKey) || ok || lk != nil {
@@ -96,7 +90,7 @@ func FuzzNamesDisjoint(f *testing.F) {
 		if !validName(a) || !validName(b) {
 			return
 		}
-		ctx := fuzzCtx(t)
+		ctx := testkit.Context(t)
 		la, ok, err := l.TryLock(ctx, a, 5*time.Second)
 		if err != nil || !ok {
 			t.Fatalf("TryLock(%q) = %v, %v", a, ok, err)
@@ -133,7 +127,7 @@ func FuzzForeignQueueValue(f *testing.F) {
 	const name = "foreign"
 	key := etcdlock.DefaultPrefix + name + "/stranger"
 	f.Fuzz(func(t *testing.T, v []byte) {
-		ctx := fuzzCtx(t)
+		ctx := testkit.Context(t)
 		if _, err := c.Client().Put(ctx, key, string(v)); err != nil {
 			t.Fatal(err)
 		}

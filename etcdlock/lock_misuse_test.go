@@ -15,6 +15,7 @@ import (
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/etcderr"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // The misuse table: every bad input or misuse of docs/safety.md
@@ -468,7 +469,7 @@ func TestMisuse(t *testing.T) {
 			}
 			// Nothing is left behind: no key, and no lease beyond the
 			// shared AutoRefresh leases of the table's own Lockers.
-			if n := countKeys(t, c.Client()); n != 0 {
+			if n := testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix); n != 0 {
 				t.Errorf("%d keys left behind", n)
 			}
 			if n := env.leases(t); n > baseline+2 {
@@ -501,7 +502,7 @@ func TestMisuseInspectAfterClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.Close()
-	if _, err := l.Inspect(testCtx(t), "k"); !errors.Is(err, etcdlock.ErrClosed) {
+	if _, err := l.Inspect(testkit.Context(t), "k"); !errors.Is(err, etcdlock.ErrClosed) {
 		t.Fatalf("want ErrClosed, got %v", err)
 	}
 }
@@ -513,7 +514,7 @@ func TestMisuseInspectAfterClose(t *testing.T) {
 // Timeout allow it, and a lock acquired after waiting w lives TTL - w.
 func TestMisuseTTLLockOutwaitsItsTTL(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	holder := newLocker(t, c.Client())
 	waiter := newLocker(t, c.Client())
 	held, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: 5 * time.Second, AutoRefresh: true})
@@ -543,7 +544,7 @@ func TestMisuseTTLLockOutwaitsItsTTL(t *testing.T) {
 // (its slot is reused) or closes.
 func TestMisuseFailedReleaseOrphansAutoRefreshKey(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	p, err := c.NewProxy(0)
 	if err != nil {
 		t.Fatal(err)
@@ -589,7 +590,7 @@ func TestMisuseFailedReleaseOrphansAutoRefreshKey(t *testing.T) {
 // not found" (ErrAmbiguous wording for a definite refusal).
 func TestMisuseLockAfterSharedLeaseLost(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	env := &misuseEnv{c: c, cli: c.Client()}
 	env.l = newLocker(t, c.Client())
 	opts := etcdlock.LockOptions{Key: "shared", TTL: 30 * time.Second, AutoRefresh: true}

@@ -2,24 +2,19 @@ package etcdlock_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
-
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func newLocker(t *testing.T, cli *clientv3.Client, opts ...etcdlock.Option) *etcdlock.Locker {
 	t.Helper()
@@ -29,17 +24,9 @@ func newLocker(t *testing.T, cli *clientv3.Client, opts ...etcdlock.Option) *etc
 	return l
 }
 
-// countKeys returns how many keys exist under the default prefix.
-func countKeys(t *testing.T, cli *clientv3.Client) int64 {
-	t.Helper()
-	resp, err := cli.Get(context.Background(), etcdlock.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	require.NoError(t, err)
-	return resp.Count
-}
-
 func TestLockReleaseBasics(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	for _, auto := range []bool{false, true} {
 		t.Run(fmt.Sprintf("AutoRefresh=%v", auto), func(t *testing.T) {
@@ -69,14 +56,14 @@ func TestLockReleaseBasics(t *testing.T) {
 			resp, err = c.Client().Txn(ctx).If(lk.Guard()).Commit()
 			require.NoError(t, err)
 			require.False(t, resp.Succeeded, "guard must fail after release")
-			require.Zero(t, countKeys(t, c.Client()))
+			require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 		})
 	}
 }
 
 func TestFIFOAndTokens(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const n = 5
 	lockers := make([]*etcdlock.Locker, n)
 	for i := range lockers {
@@ -93,21 +80,21 @@ func TestFIFOAndTokens(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := 1; i < n; i++ {
 		// Queue the waiters one after another so their order is known.
-		before := countKeys(t, c.Client())
+		before := testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			lk, err := lockers[i].Lock(ctx, "fifo", 10*time.Second)
-			if !assertNoError(t, err) {
+			if !assert.NoError(t, err) {
 				return
 			}
 			mu.Lock()
 			order = append(order, i)
 			tokens = append(tokens, lk.Token())
 			mu.Unlock()
-			assertNoError(t, lk.Release(ctx))
+			assert.NoError(t, lk.Release(ctx))
 		}()
-		awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, before+1)
+		testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, before+1)
 	}
 	require.NoError(t, first.Release(ctx))
 	wg.Wait()
@@ -116,12 +103,12 @@ func TestFIFOAndTokens(t *testing.T) {
 		require.Greater(t, tokens[i], tokens[i-1])
 	}
 	require.Greater(t, tokens[0], first.Token())
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 func TestTryLock(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	lk, ok, err := l.TryLock(ctx, "try", 5*time.Second)
 	require.NoError(t, err)
@@ -146,13 +133,13 @@ func TestTryLock(t *testing.T) {
 
 func TestTimeoutLeavesNoKey(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	held, err := l.Lock(ctx, "busy", 5*time.Second)
 	require.NoError(t, err)
 	_, err = l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "busy", TTL: 5 * time.Second, Timeout: 50 * time.Millisecond})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, int64(1), countKeys(t, c.Client()))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 
 	cctx, cancel := context.WithCancel(ctx)
 	errc := make(chan error, 1)
@@ -160,34 +147,10 @@ func TestTimeoutLeavesNoKey(t *testing.T) {
 		_, err := l.Lock(cctx, "busy", 5*time.Second)
 		errc <- err
 	}()
-	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
+	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
 	cancel()
 	require.ErrorIs(t, <-errc, context.Canceled)
-	require.Equal(t, int64(1), countKeys(t, c.Client()))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 	require.NoError(t, held.Release(ctx))
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
-
-func assertNoError(t *testing.T, err error) bool {
-	t.Helper()
-	if err != nil {
-		t.Errorf("unexpected error: %v", err)
-		return false
-	}
-	return true
-}
-
-// retryUntil retries op, which reports success, for up to 10s: for calls
-// that fail until a client reconnects, not for waiting on a condition.
-func retryUntil(t *testing.T, op func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !op() {
-		if time.Now().After(deadline) {
-			t.Fatal("no success within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-var _ = errors.Is

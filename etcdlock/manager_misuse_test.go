@@ -8,6 +8,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestMisuseWithLockPanickingFn: a critical section that panics (and a
@@ -18,7 +19,7 @@ import (
 // goroutine leaks.
 func TestMisuseWithLockPanickingFn(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	m := etcdlock.NewManager(newLocker(t, c.Client()))
 	func() {
 		defer func() {
@@ -41,7 +42,7 @@ func TestMisuseWithLockPanickingFn(t *testing.T) {
 // (and a nil fn must not leave the lock held).
 func TestMisuseManagerNilInputs(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	env := &misuseEnv{c: c, cli: c.Client()}
 	m := etcdlock.NewManager(newLocker(t, c.Client()))
 	if err := env.call(t, "WithLock", func(ctx context.Context) error {
@@ -49,7 +50,7 @@ func TestMisuseManagerNilInputs(t *testing.T) {
 	}); err == nil {
 		t.Error("WithLock with a nil fn: no error")
 	}
-	if n := countKeys(t, c.Client()); n != 0 {
+	if n := testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix); n != 0 {
 		t.Errorf("WithLock with a nil fn left %d keys", n)
 	}
 	err := env.call(t, "WithLock", func(ctx context.Context) error {

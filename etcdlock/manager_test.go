@@ -12,13 +12,14 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // fn can fence its writes with the hold WithLock and TryWithLock put on
 // its context, and no other context carries one.
 func TestWithLockFromContext(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	cli := c.Client()
 	m := etcdlock.NewManager(newLocker(t, cli))
 
@@ -57,14 +58,14 @@ func TestWithLockFromContext(t *testing.T) {
 	})
 	require.NoError(t, err)
 	require.True(t, ran)
-	require.Zero(t, countKeys(t, cli))
+	require.Zero(t, testkit.CountKeys(t, cli, etcdlock.DefaultPrefix))
 }
 
 // A WithLock whose lock is lost returns an error on one line: log
 // pipelines read a record per line.
 func TestWithLockLostErrorIsOneLine(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	cli := c.Client()
 	m := etcdlock.NewManager(newLocker(t, cli))
 	boom := errors.New("write refused")
@@ -94,5 +95,5 @@ func TestWithLockLostErrorIsOneLine(t *testing.T) {
 			require.Contains(t, err.Error(), `"tenant/acme"`)
 		})
 	}
-	require.Zero(t, countKeys(t, cli))
+	require.Zero(t, testkit.CountKeys(t, cli, etcdlock.DefaultPrefix))
 }

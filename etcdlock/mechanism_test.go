@@ -10,6 +10,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // The tests in this file each fail when one safety mechanism is weakened;
@@ -21,7 +22,7 @@ import (
 // exists" would be true again.
 func TestStaleGuardOfAReusedSlot(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	cli := c.Client()
 	for _, tc := range []struct {
 		how  string
@@ -74,7 +75,7 @@ func TestStaleGuardOfAReusedSlot(t *testing.T) {
 // in already.
 func TestDeadlineCountsFromTheSend(t *testing.T) {
 	c, p, holder := behindProxy(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const latency = 300 * time.Millisecond
 	lk, err := holder.Lock(ctx, "send", 2*time.Second)
 	require.NoError(t, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/lease"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // behindProxy returns a cluster, a proxy in front of its member and a
@@ -56,7 +57,7 @@ func TestRefreshOfUnknownOutcomeKeepsHolderToldFirst(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, p, holder := behindProxy(t)
-			ctx := testCtx(t)
+			ctx := testkit.Context(t)
 			if tc.auto {
 				_, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "other", TTL: 2 * time.Second, AutoRefresh: true})
 				require.NoError(t, err)
@@ -93,7 +94,7 @@ func TestRefreshPastTheDeadlineReportsLoss(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, p, holder := behindProxy(t)
-			ctx := testCtx(t)
+			ctx := testkit.Context(t)
 			lk, err := holder.Lock(ctx, "late", 2*time.Second)
 			require.NoError(t, err)
 			p.SetLatency(200 * time.Millisecond)
@@ -125,7 +126,7 @@ func TestRefreshToTheGrantedTTLIsAKeepalive(t *testing.T) {
 	// An election timeout of 700ms makes etcd's minimum TTL 2s, as it is
 	// with etcd's defaults.
 	c := embedtest.New(t, embedtest.WithElection(70*time.Millisecond, 700*time.Millisecond))
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	for _, tc := range []struct {
 		name    string

@@ -10,6 +10,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // memberClient returns a client of member i alone.
@@ -43,7 +44,7 @@ func awaitNoLeaderCancel(t *testing.T, ctx context.Context, cli *clientv3.Client
 // readers of an RWMutex failed.
 func TestWaitersRideOutLeaderLoss(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	lead, err := c.WaitLeader(ctx)
 	require.NoError(t, err)
 	cut := (lead + 1) % 3   // the waiters' member, cut off from its peers
@@ -81,7 +82,7 @@ func TestWaitersRideOutLeaderLoss(t *testing.T) {
 	require.NoError(t, writer.Release(ctx))
 	require.NoError(t, mutex.Release(ctx))
 	for what, ch := range map[string]<-chan result{"read lock": reader, "mutex": waiter} {
-		r := got(t, ch)
+		r := testkit.Recv(t, ch)
 		require.NoError(t, r.err, what)
 		require.NoError(t, r.lk.Release(ctx), what)
 	}

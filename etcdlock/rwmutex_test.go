@@ -8,18 +8,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 const rwPrefix = etcdlock.DefaultPrefix + "%rw/"
 
 func TestRWMutexBadInput(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	_, err := l.RWMutex("")
 	require.ErrorIs(t, err, etcdlock.ErrInvalidKey)
@@ -46,7 +48,7 @@ func TestRWMutexBadInput(t *testing.T) {
 	require.ErrorIs(t, err, etcdlock.ErrInvalidTTL)
 	_, _, err = m.TryRLock(ctx, -1)
 	require.ErrorIs(t, err, etcdlock.ErrInvalidTTL)
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix), "bad input must write nothing")
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "bad input must write nothing")
 }
 
 // TestRWMutexQueue walks the queue through its states: readers share,
@@ -54,7 +56,7 @@ func TestRWMutexBadInput(t *testing.T) {
 // ahead of it, and the writer's release admits every reader behind it.
 func TestRWMutexQueue(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	queue := rwPrefix + "q/"
 	lock := func() *etcdlock.RWMutex {
 		l, _ := shapeLocker(t, c)
@@ -87,14 +89,14 @@ func TestRWMutexQueue(t *testing.T) {
 	require.NoError(t, r1.Release(ctx))
 	pending(t, append(readers, wch)...) // r2 is still ahead of the writer
 	require.NoError(t, r2.Release(ctx))
-	wr := got(t, wch)
+	wr := testkit.Recv(t, wch)
 	require.NoError(t, wr.err)
 	pending(t, readers...)
 
 	require.NoError(t, wr.lk.Release(ctx))
 	var held []etcdlock.Lock
 	for _, ch := range readers {
-		r := got(t, ch)
+		r := testkit.Recv(t, ch)
 		require.NoError(t, r.err)
 		require.Greater(t, r.lk.Token(), wr.lk.Token())
 		held = append(held, r.lk)
@@ -105,7 +107,7 @@ func TestRWMutexQueue(t *testing.T) {
 	for _, lk := range append(held, r3) {
 		require.NoError(t, lk.Release(ctx))
 	}
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 // TestRWMutexExclusion runs readers and writers with their own clients on
@@ -120,7 +122,7 @@ func TestRWMutexExclusion(t *testing.T) {
 }
 
 func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	const workers, rounds = 6, 10
 	var (
 		readers, writers atomic.Int32
@@ -144,7 +146,7 @@ func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 				} else {
 					lk, err = m.RLockWithOptions(ctx, opts)
 				}
-				if !assertNoError(t, err) {
+				if !assert.NoError(t, err) {
 					return
 				}
 				if write {
@@ -165,7 +167,7 @@ func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 				} else {
 					readers.Add(-1)
 				}
-				if !assertNoError(t, lk.Release(ctx)) {
+				if !assert.NoError(t, lk.Release(ctx)) {
 					return
 				}
 			}
@@ -173,7 +175,7 @@ func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 	}
 	wg.Wait()
 	t.Logf("at most %d readers at once", mostReaders.Load())
-	require.Zero(t, keysUnder(t, c.Client(), rwPrefix))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), rwPrefix))
 }
 
 // TestRWMutexWriterNotStarved keeps the lock read-held by overlapping
@@ -182,7 +184,7 @@ func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 // writer is done.
 func TestRWMutexWriterNotStarved(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	const readers = 4
 	const (
 		before = iota // the writer has not asked yet
@@ -194,9 +196,11 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 		wToken  atomic.Int64
 		reads   atomic.Int64
 		started = make(chan struct{})
-		once    sync.Once
-		stop    = make(chan struct{})
-		wg      sync.WaitGroup
+		// readDone is signalled after each read is counted.
+		readDone = make(chan struct{}, 1)
+		once     sync.Once
+		stop     = make(chan struct{})
+		wg       sync.WaitGroup
 	)
 	type read struct {
 		token int64
@@ -218,7 +222,7 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 				default:
 				}
 				lk, err := m.RLockWithOptions(ctx, etcdlock.LockOptions{TTL: 10 * time.Second, AutoRefresh: true})
-				if !assertNoError(t, err) {
+				if !assert.NoError(t, err) {
 					return
 				}
 				mu.Lock()
@@ -227,8 +231,12 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 				if reads.Add(1) >= 2*readers {
 					once.Do(func() { close(started) })
 				}
+				select {
+				case readDone <- struct{}{}:
+				default: // one signal pending is enough: the count is read again
+				}
 				time.Sleep(3 * time.Millisecond) // overlap the other readers
-				if !assertNoError(t, lk.Release(ctx)) {
+				if !assert.NoError(t, lk.Release(ctx)) {
 					return
 				}
 			}
@@ -248,7 +256,7 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 	require.NoError(t, w.Release(ctx))
 	// Let a few reads happen after the writer, then stop.
 	for n := reads.Load(); reads.Load() < n+readers; {
-		waitForRead(t, c.Client(), rwPrefix+"starve/r/")
+		testkit.Recv(t, readDone)
 	}
 	close(stop)
 	wg.Wait()
@@ -263,25 +271,12 @@ func TestRWMutexWriterNotStarved(t *testing.T) {
 		}
 	}
 	require.Positive(t, behind)
-	require.Zero(t, keysUnder(t, c.Client(), rwPrefix))
-}
-
-// waitForRead waits for the next new key under prefix.
-func waitForRead(t *testing.T, cli *clientv3.Client, prefix string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	for wr := range cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithFilterDelete()) {
-		if len(wr.Events) > 0 {
-			return
-		}
-	}
-	t.Fatal("no read within 20s")
+	require.Zero(t, testkit.CountKeys(t, c.Client(), rwPrefix))
 }
 
 func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	m, err := l.RWMutex("cancel")
 	require.NoError(t, err)
@@ -294,7 +289,7 @@ func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 	_, err = m.LockWithOptions(ctx, short)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), queue))
 
 	for _, write := range []bool{false, true} {
 		cctx, cancel := context.WithCancel(ctx)
@@ -305,9 +300,9 @@ func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 			return m.RLock(cctx, 5*time.Second)
 		})
 		cancel()
-		r := got(t, ch)
+		r := testkit.Recv(t, ch)
 		require.ErrorIs(t, r.err, context.Canceled)
-		require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
+		require.Equal(t, 1, testkit.CountKeys(t, c.Client(), queue))
 	}
 
 	// A reader whose lease goes while it waits is told so.
@@ -322,7 +317,7 @@ func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 	require.Len(t, resp.Kvs, 1)
 	_, err = cli.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 	require.NoError(t, err)
-	r := got(t, ch)
+	r := testkit.Recv(t, ch)
 	require.ErrorIs(t, r.err, etcdlock.ErrLockLost)
 
 	// Close ends a wait.
@@ -330,10 +325,10 @@ func TestRWMutexCancelLeavesNoKeys(t *testing.T) {
 		return lm.RLock(ctx, 5*time.Second)
 	})
 	require.NoError(t, lost.Close())
-	r = got(t, ch)
+	r = testkit.Recv(t, ch)
 	require.ErrorIs(t, r.err, etcdlock.ErrClosed)
 
-	require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), queue))
 	require.NoError(t, w.Release(ctx))
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }

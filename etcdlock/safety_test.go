@@ -9,16 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestNamesDoNotCollide(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	names := []string{"a", "a/", "a/b", "a%2Fb", "a%b", "/", "ü", "a b", "a\x00b"}
 	var held []etcdlock.Lock
@@ -36,12 +38,12 @@ func TestNamesDoNotCollide(t *testing.T) {
 		require.Empty(t, info.Waiters)
 		require.NoError(t, held[i].Release(ctx))
 	}
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 func TestBadInput(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	huge := map[string]string{"blob": strings.Repeat("x", etcdlock.MaxMetadataBytes)}
 	for _, tc := range []struct {
@@ -84,12 +86,12 @@ func TestBadInput(t *testing.T) {
 		require.Equal(t, time.Second, lk.TTL(), "embedtest's minimum TTL is 1s; 100ms rounds up to it")
 		require.NoError(t, lk.Release(ctx))
 	})
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 func TestUseAfterClose(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l, err := etcdlock.New(c.Client())
 	require.NoError(t, err)
 	held, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "x", TTL: 5 * time.Second, AutoRefresh: true})
@@ -105,7 +107,7 @@ func TestUseAfterClose(t *testing.T) {
 		_, err := other.Lock(ctx, "x", 5*time.Second)
 		waitErr <- err
 	}()
-	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
+	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
 	require.NoError(t, other.Close())
 	require.ErrorIs(t, <-waitErr, etcdlock.ErrClosed)
 
@@ -131,12 +133,12 @@ func TestUseAfterClose(t *testing.T) {
 	require.NoError(t, l.Close(), "Close is idempotent: a second call returns nil")
 	_, err = l.Lock(ctx, "x", time.Second)
 	require.ErrorIs(t, err, etcdlock.ErrClosed)
-	require.Zero(t, countKeys(t, c.Client()), "Close must leave no keys")
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "Close must leave no keys")
 }
 
 func TestAutoRefreshOutlivesTTL(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: time.Second, AutoRefresh: true})
 	require.NoError(t, err)
@@ -157,7 +159,7 @@ func TestAutoRefreshOutlivesTTL(t *testing.T) {
 
 func TestRefreshKeepsTokenAndChangesTTL(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	for _, auto := range []bool{false, true} {
 		lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "r", TTL: 2 * time.Second, AutoRefresh: auto})
@@ -173,7 +175,7 @@ func TestRefreshKeepsTokenAndChangesTTL(t *testing.T) {
 		require.ErrorIs(t, lk.Refresh(ctx, 0), etcdlock.ErrInvalidTTL)
 		require.NoError(t, lk.Release(ctx))
 	}
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 // TestLossIsNoticedBeforeOthersAcquire covers the ways a hold can be lost:
@@ -182,7 +184,7 @@ func TestRefreshKeepsTokenAndChangesTTL(t *testing.T) {
 // holder must not get the lock before the loser's Done closed.
 func TestLossIsNoticedBeforeOthersAcquire(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	for _, tc := range []struct {
 		name string
 		auto bool
@@ -213,7 +215,7 @@ func TestLossIsNoticedBeforeOthersAcquire(t *testing.T) {
 			got := make(chan etcdlock.Lock, 1)
 			go func() {
 				next, err := waiter.Lock(ctx, "loss", 5*time.Second)
-				if assertNoError(t, err) {
+				if assert.NoError(t, err) {
 					record("next acquired")
 				}
 				got <- next
@@ -252,7 +254,7 @@ func holderOf(t *testing.T, cli *clientv3.Client, name string) *etcdlock.Entry {
 
 func TestWaiterWhoseKeyVanishesStops(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	held, err := l.Lock(ctx, "vanish", 5*time.Second)
 	require.NoError(t, err)
@@ -261,7 +263,7 @@ func TestWaiterWhoseKeyVanishesStops(t *testing.T) {
 		_, err := l.Lock(ctx, "vanish", 5*time.Second)
 		waitErr <- err
 	}()
-	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
+	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
 	info, err := l.Inspect(ctx, "vanish")
 	require.NoError(t, err)
 	require.Len(t, info.Waiters, 1)
@@ -270,12 +272,12 @@ func TestWaiterWhoseKeyVanishesStops(t *testing.T) {
 	err = <-waitErr
 	require.ErrorIs(t, err, etcdlock.ErrLockLost)
 	require.NoError(t, held.Release(ctx))
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 func TestManager(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	m := etcdlock.NewManager(l)
 
@@ -321,5 +323,5 @@ func TestManager(t *testing.T) {
 	_, err = m.AcquireLock(ctx, "b", 2*time.Second)
 	require.NoError(t, err)
 	require.NoError(t, m.ReleaseAll(ctx))
-	require.Zero(t, countKeys(t, c.Client()))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }

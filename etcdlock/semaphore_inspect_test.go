@@ -8,6 +8,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestInspectSemaphoreAndTryAcquireWithOptions fills a semaphore of two
@@ -15,7 +16,7 @@ import (
 // what InspectSemaphore reports.
 func TestInspectSemaphoreAndTryAcquireWithOptions(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	admin := newLocker(t, c.Client())
 
@@ -45,7 +46,7 @@ func TestInspectSemaphoreAndTryAcquireWithOptions(t *testing.T) {
 		lk, err := s.Acquire(ctx, 10*time.Second)
 		got <- result{lk, err}
 	}()
-	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix+"%sem/pool/q/", 3)
+	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix+"%sem/pool/q/", 3)
 
 	info, err = admin.InspectSemaphore(ctx, "pool")
 	require.NoError(t, err)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // A semaphore's limit binds while its name is in use, and not after: a
@@ -18,7 +19,7 @@ import (
 // stored it held a permit or its join's outcome was never known.
 func TestSemaphoreLimitEndsWithItsUse(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	p, err := c.NewProxy(0)
 	require.NoError(t, err)
@@ -58,8 +59,8 @@ func TestSemaphoreLimitEndsWithItsUse(t *testing.T) {
 		p.SetLatency(0)
 		// The join lands, storing the limit; the Locker's janitor then
 		// deletes its key.
-		awaitKeys(t, admin, semPrefix+"ambiguous/n", 1)
-		awaitKeys(t, admin, semPrefix+"ambiguous/q/", 0)
+		testkit.AwaitKeys(t, admin, semPrefix+"ambiguous/n", 1)
+		testkit.AwaitKeys(t, admin, semPrefix+"ambiguous/q/", 0)
 		three, err := other.Semaphore("ambiguous", 3)
 		require.NoError(t, err)
 		lk, ok, err := three.TryAcquire(ctx, 5*time.Second)
@@ -67,5 +68,5 @@ func TestSemaphoreLimitEndsWithItsUse(t *testing.T) {
 		require.True(t, ok)
 		require.NoError(t, lk.Release(ctx))
 	})
-	require.Zero(t, keysUnder(t, admin, queue))
+	require.Zero(t, testkit.CountKeys(t, admin, queue))
 }

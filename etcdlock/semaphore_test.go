@@ -8,21 +8,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // Helpers for the semaphore and RWMutex tests. They wait on etcd events,
 // never on a clock.
-
-func shapeCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // shapeLocker returns a Locker on a client of its own, closed with the test.
 func shapeLocker(t *testing.T, c *embedtest.Cluster) (*etcdlock.Locker, *clientv3.Client) {
@@ -35,40 +31,6 @@ func shapeLocker(t *testing.T, c *embedtest.Cluster) (*etcdlock.Locker, *clientv
 	return l, cli
 }
 
-func keysUnder(t *testing.T, cli *clientv3.Client, prefix string) int64 {
-	t.Helper()
-	resp, err := cli.Get(context.Background(), prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	require.NoError(t, err)
-	return resp.Count
-}
-
-// awaitKeys waits until exactly want keys exist under prefix, woken by a
-// watch on the prefix, for at most 20s.
-func awaitKeys(t *testing.T, cli *clientv3.Client, prefix string, want int64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-	if wr, ok := <-wch; !ok || !wr.Created {
-		t.Fatalf("watch %q did not start", prefix)
-	}
-	for {
-		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		require.NoError(t, err)
-		if resp.Count == want {
-			return
-		}
-		select {
-		case _, ok := <-wch:
-			if !ok {
-				t.Fatalf("%d keys under %q, want %d", resp.Count, prefix, want)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%d keys under %q, want %d", resp.Count, prefix, want)
-		}
-	}
-}
-
 // result is what a background acquisition returns.
 type result struct {
 	lk  etcdlock.Lock
@@ -79,26 +41,14 @@ type result struct {
 // hold or its place in the queue) is in etcd: one more key under prefix.
 func goAcquire(t *testing.T, cli *clientv3.Client, prefix string, acquire func() (etcdlock.Lock, error)) <-chan result {
 	t.Helper()
-	before := keysUnder(t, cli, prefix)
+	before := testkit.CountKeys(t, cli, prefix)
 	ch := make(chan result, 1)
 	go func() {
 		lk, err := acquire()
 		ch <- result{lk, err}
 	}()
-	awaitKeys(t, cli, prefix, before+1)
+	testkit.AwaitKeys(t, cli, prefix, before+1)
 	return ch
-}
-
-// got waits for a background acquisition to finish.
-func got(t *testing.T, ch <-chan result) result {
-	t.Helper()
-	select {
-	case r := <-ch:
-		return r
-	case <-time.After(20 * time.Second):
-		t.Fatal("acquisition did not finish within 20s")
-		return result{}
-	}
 }
 
 // pending fails the test if a background acquisition has finished. The
@@ -118,7 +68,7 @@ const semPrefix = etcdlock.DefaultPrefix + "%sem/"
 
 func TestSemaphoreBadInput(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	for _, tc := range []struct {
 		name string
@@ -159,12 +109,12 @@ func TestSemaphoreBadInput(t *testing.T) {
 	}
 	_, _, err = s.TryAcquire(ctx, 0)
 	require.ErrorIs(t, err, etcdlock.ErrInvalidTTL)
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix), "bad input must write nothing")
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "bad input must write nothing")
 }
 
 func TestSemaphoreLimitMismatch(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l1, _ := shapeLocker(t, c)
 	l2, cli := shapeLocker(t, c)
 	two, err := l1.Semaphore("pool", 2)
@@ -194,7 +144,7 @@ func TestSemaphoreLimitMismatch(t *testing.T) {
 	// Once nobody uses the name, a new limit can be stored.
 	require.NoError(t, a.Release(ctx))
 	require.NoError(t, b.Release(ctx))
-	require.Zero(t, keysUnder(t, cli, etcdlock.DefaultPrefix))
+	require.Zero(t, testkit.CountKeys(t, cli, etcdlock.DefaultPrefix))
 	lk, err := three.Acquire(ctx, 5*time.Second)
 	require.NoError(t, err)
 	_, err = two.Acquire(ctx, 5*time.Second)
@@ -217,7 +167,7 @@ func TestSemaphoreNeverExceedsLimit(t *testing.T) {
 }
 
 func testSemaphoreNeverExceedsLimit(t *testing.T, c *embedtest.Cluster) {
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	const n, workers, rounds = 3, 8, 12
 	type interval struct{ from, to time.Time }
 	var (
@@ -235,7 +185,7 @@ func testSemaphoreNeverExceedsLimit(t *testing.T, c *embedtest.Cluster) {
 			defer wg.Done()
 			for range rounds {
 				lk, err := s.AcquireWithOptions(ctx, etcdlock.LockOptions{TTL: 10 * time.Second, AutoRefresh: w%2 == 0})
-				if !assertNoError(t, err) {
+				if !assert.NoError(t, err) {
 					return
 				}
 				from := time.Now()
@@ -245,7 +195,7 @@ func testSemaphoreNeverExceedsLimit(t *testing.T, c *embedtest.Cluster) {
 				intervals = append(intervals, interval{from, to})
 				tokens = append(tokens, lk.Token())
 				mu.Unlock()
-				if !assertNoError(t, lk.Release(ctx)) {
+				if !assert.NoError(t, lk.Release(ctx)) {
 					return
 				}
 			}
@@ -278,12 +228,12 @@ func testSemaphoreNeverExceedsLimit(t *testing.T, c *embedtest.Cluster) {
 	t.Logf("at most %d of %d permits held at once", most, n)
 	slices.Sort(tokens)
 	require.Len(t, slices.Compact(tokens), workers*rounds, "tokens are unique")
-	require.Equal(t, int64(0), keysUnder(t, c.Client(), semPrefix+"limit/q/"))
+	require.Equal(t, 0, testkit.CountKeys(t, c.Client(), semPrefix+"limit/q/"))
 }
 
 func TestSemaphoreFIFO(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	const n = 2
 	sems := make([]*etcdlock.Semaphore, 6)
 	for i := range sems {
@@ -313,7 +263,7 @@ func TestSemaphoreFIFO(t *testing.T) {
 	for i, w := range waiters {
 		require.NoError(t, held[0].Release(ctx))
 		held = held[1:]
-		r := got(t, w)
+		r := testkit.Recv(t, w)
 		require.NoError(t, r.err)
 		pending(t, waiters[i+1:]...)
 		held = append(held, r.lk)
@@ -326,12 +276,12 @@ func TestSemaphoreFIFO(t *testing.T) {
 	for _, lk := range held {
 		require.NoError(t, lk.Release(ctx))
 	}
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 func TestSemaphoreTryAcquire(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	s, err := l.Semaphore("try", 2)
 	require.NoError(t, err)
@@ -367,7 +317,7 @@ func TestSemaphoreCrashedHolder(t *testing.T) {
 	for _, how := range []string{"lease revoked", "client closed"} {
 		t.Run(how, func(t *testing.T) {
 			c := embedtest.New(t)
-			ctx := shapeCtx(t)
+			ctx := testkit.Context(t)
 			queue := semPrefix + "crash/q/"
 			crashing, crashCli := shapeLocker(t, c)
 			cs, err := crashing.Semaphore("crash", 1)
@@ -400,7 +350,7 @@ func TestSemaphoreCrashedHolder(t *testing.T) {
 			case "client closed":
 				require.NoError(t, crashCli.Close())
 			}
-			r := got(t, waiter)
+			r := testkit.Recv(t, waiter)
 			require.NoError(t, r.err)
 			require.Greater(t, r.lk.Token(), held.Token())
 			require.NoError(t, r.lk.Release(ctx))
@@ -410,7 +360,7 @@ func TestSemaphoreCrashedHolder(t *testing.T) {
 
 func TestSemaphoreCancelLeavesNoKeys(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	s, err := l.Semaphore("cancel", 1)
 	require.NoError(t, err)
@@ -420,16 +370,16 @@ func TestSemaphoreCancelLeavesNoKeys(t *testing.T) {
 
 	_, err = s.AcquireWithOptions(ctx, etcdlock.LockOptions{TTL: 5 * time.Second, Timeout: 50 * time.Millisecond})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), queue))
 
 	cctx, cancel := context.WithCancel(ctx)
 	waiter := goAcquire(t, c.Client(), queue, func() (etcdlock.Lock, error) {
 		return s.Acquire(cctx, 5*time.Second)
 	})
 	cancel()
-	r := got(t, waiter)
+	r := testkit.Recv(t, waiter)
 	require.ErrorIs(t, r.err, context.Canceled)
-	require.Equal(t, int64(1), keysUnder(t, c.Client(), queue))
+	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), queue))
 
 	// Close ends a wait too.
 	other, _ := shapeLocker(t, c)
@@ -439,20 +389,20 @@ func TestSemaphoreCancelLeavesNoKeys(t *testing.T) {
 		return s2.Acquire(ctx, 5*time.Second)
 	})
 	require.NoError(t, other.Close())
-	r = got(t, waiter)
+	r = testkit.Recv(t, waiter)
 	require.ErrorIs(t, r.err, etcdlock.ErrClosed)
 	_, err = s2.Acquire(ctx, 5*time.Second)
 	require.ErrorIs(t, err, etcdlock.ErrClosed)
 
 	require.NoError(t, held.Release(ctx))
-	require.Zero(t, keysUnder(t, c.Client(), etcdlock.DefaultPrefix), "no permit, waiter or limit key is left")
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "no permit, waiter or limit key is left")
 }
 
 // TestSemaphoreAndRWMutexApartFromLock checks that a mutex, a semaphore and
 // an RWMutex of one name do not see each other.
 func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := shapeCtx(t)
+	ctx := testkit.Context(t)
 	l, _ := shapeLocker(t, c)
 	mu, err := l.Lock(ctx, "same", 5*time.Second)
 	require.NoError(t, err)

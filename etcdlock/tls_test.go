@@ -11,6 +11,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestTLSAuth runs locks over TLS with client certificates required and
@@ -19,7 +20,7 @@ import (
 // user without rights is refused at once.
 func TestTLSAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	root, err := c.EnableAuth(ctx)
 	require.NoError(t, err)
 	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
@@ -40,7 +41,7 @@ func TestTLSAuth(t *testing.T) {
 		lk, err := second.Lock(ctx, "tls", 5*time.Second)
 		got <- result{lk, err}
 	}()
-	awaitKeys(t, root, etcdlock.DefaultPrefix, 2)
+	testkit.AwaitKeys(t, root, etcdlock.DefaultPrefix, 2)
 	resp, err := byPassword.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/leasekit/data", "first")).Commit()
 	require.NoError(t, err)
 	require.True(t, resp.Succeeded)

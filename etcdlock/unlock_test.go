@@ -10,6 +10,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestForceUnlockBreaksOnlyTheHolder breaks a stuck AutoRefresh holder
@@ -17,7 +18,7 @@ import (
 // told, the waiter gets the lock, and the other lock stays held.
 func TestForceUnlockBreaksOnlyTheHolder(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	holderCli, err := c.NewClient()
 	require.NoError(t, err)
 	holder := newLocker(t, holderCli)
@@ -36,7 +37,7 @@ func TestForceUnlockBreaksOnlyTheHolder(t *testing.T) {
 		lk, err := waiter.Lock(ctx, "stuck", 30*time.Second)
 		got <- result{lk, err}
 	}()
-	awaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
+	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
 
 	// A token that does not hold the lock breaks nothing.
 	_, err = admin.ForceUnlock(ctx, "stuck", stuck.Token()+1000)
@@ -73,7 +74,7 @@ func TestForceUnlockBreaksOnlyTheHolder(t *testing.T) {
 // deleted.
 func TestForceUnlockNeverDeletesTheNextHolder(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	admin := newLocker(t, c.Client())
 	first, err := l.Lock(ctx, "reuse", 10*time.Second)
@@ -99,7 +100,7 @@ func TestForceUnlockNeverDeletesTheNextHolder(t *testing.T) {
 // other both ways, and that Inspect and ForceUnlock see etcd's holders.
 func TestInteropWithConcurrencyMutex(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLocker(t, c.Client())
 	p, err := l.KeyPrefix("tenant/acme")
 	require.NoError(t, err)
@@ -115,7 +116,7 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 	require.ErrorIs(t, m.TryLock(ctx), concurrency.ErrLocked)
 	locked := make(chan error, 1)
 	go func() { locked <- m.Lock(ctx) }()
-	awaitKeys(t, c.Client(), p, 2)
+	testkit.AwaitKeys(t, c.Client(), p, 2)
 	select {
 	case err := <-locked:
 		t.Fatalf("concurrency.Mutex locked while leasekit held: %v", err)
@@ -139,7 +140,7 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 		lk, err := l.Lock(ctx, "tenant/acme", 10*time.Second)
 		got <- result{lk, err}
 	}()
-	awaitKeys(t, c.Client(), p, 2)
+	testkit.AwaitKeys(t, c.Client(), p, 2)
 	select {
 	case r := <-got:
 		t.Fatalf("leasekit locked while concurrency.Mutex held: %v", r.err)

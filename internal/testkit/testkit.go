@@ -12,6 +12,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Timeout bounds every wait in a test, so that a bug fails the test
@@ -55,4 +57,24 @@ func Recv[T any](tb testing.TB, ch <-chan T) T {
 	}
 	var zero T
 	return zero
+}
+
+// Retry calls f until it returns nil, giving each attempt a second, and
+// returns nil, or f's last error once ctx ends. It is for calls that fail
+// until a client reconnects after a fault (a healed proxy, a restarted
+// member), not for waiting on a condition: wait on an event for that
+// (WaitKeys, a channel).
+func Retry(ctx context.Context, f func(ctx context.Context) error) error {
+	b := etcderr.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	for {
+		attempt, cancel := context.WithTimeout(ctx, time.Second)
+		err := f(attempt)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if b.Wait(ctx) != nil {
+			return err
+		}
+	}
 }

@@ -2,6 +2,7 @@ package testkit_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -54,4 +55,23 @@ func TestWaitKeys(t *testing.T) {
 	defer cancel()
 	_, err = testkit.WaitKeys(short, cli, "/p/", func(keys []string) bool { return len(keys) == 1 })
 	require.ErrorIs(t, err, context.DeadlineExceeded)
+}
+
+func TestRetry(t *testing.T) {
+	ctx := testkit.Context(t)
+	calls := 0
+	require.NoError(t, testkit.Retry(ctx, func(attempt context.Context) error {
+		calls++
+		_, bounded := attempt.Deadline()
+		require.True(t, bounded, "each attempt has a deadline")
+		if calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}))
+	require.Equal(t, 3, calls)
+
+	short, cancel := context.WithTimeout(ctx, 30*time.Millisecond)
+	defer cancel()
+	require.EqualError(t, testkit.Retry(short, func(context.Context) error { return errors.New("never") }), "never")
 }
