@@ -8,6 +8,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // Candidate is one candidate of an election implementation.
@@ -152,41 +154,9 @@ func CompareHandovers(ctx context.Context, srv *Server, title string, a, b Elect
 		func(ctx context.Context) (Round, error) { return rb.Run(ctx, o.Handovers) })
 }
 
-// WaitKeys waits until exactly n keys exist under prefix. It watches the
-// prefix from the current revision, then reads, so that every change wakes
-// it at once; a watch from a past revision could wait for etcd's 100ms
-// catch-up loop.
+// WaitKeys waits until exactly n keys exist under prefix, woken by a
+// watch from the current revision (testkit.WaitKeys).
 func WaitKeys(ctx context.Context, cli *clientv3.Client, prefix string, n int) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	wch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-	next := func() error {
-		select {
-		case wr, ok := <-wch:
-			if !ok || wr.Err() != nil {
-				if ctx.Err() != nil {
-					return ctx.Err()
-				}
-				return fmt.Errorf("watch %s: %v", prefix, wr.Err())
-			}
-			return nil
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := next(); err != nil { // the watch is created
-		return fmt.Errorf("waiting for %d keys under %s: %w", n, prefix, err)
-	}
-	for {
-		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil {
-			return err
-		}
-		if resp.Count == int64(n) {
-			return nil
-		}
-		if err := next(); err != nil {
-			return fmt.Errorf("waiting for %d keys under %s: %w", n, prefix, err)
-		}
-	}
+	_, err := testkit.WaitKeys(ctx, cli, prefix, func(keys []string) bool { return len(keys) == n })
+	return err
 }
