@@ -4,60 +4,52 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestCandidatesInOrder(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	obs, err := election.New(c.Client(), "line/up")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, want := obs.KeyPrefix(), election.DefaultPrefix+"line%2Fup/"; got != want {
-		t.Fatalf("KeyPrefix = %q, want %q", got, want)
-	}
+	require.NoError(t, err)
+	require.Equal(t, election.DefaultPrefix+"line%2Fup/", obs.KeyPrefix())
 	line, err := obs.Candidates(ctx)
-	if err != nil || len(line) != 0 {
-		t.Fatalf("Candidates with nobody campaigning = %v, %v", line, err)
-	}
+	require.NoError(t, err)
+	require.Empty(t, line, "Candidates with nobody campaigning")
 	first := candidate(t, c, "line/up")
-	if err := first.Campaign(ctx, "a"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, first.Campaign(ctx, "a"))
 	second := candidate(t, c, "line/up")
 	done := make(chan error, 1)
 	go func() { done <- second.Campaign(ctx, "b") }()
-	waitKeys(t, c.Client(), obs.KeyPrefix(), 2)
+	testkit.AwaitKeysAtLeast(t, c.Client(), obs.KeyPrefix(), 2)
 
 	line, err = obs.Candidates(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(line) != 2 || line[0].Value != "a" || line[1].Value != "b" ||
-		line[0].Rev != first.Rev() || line[0].EtcdKey != first.EtcdKey() || line[0].LeaseID == 0 || line[1].Rev <= line[0].Rev {
-		t.Fatalf("Candidates = %+v; first leads with term %d", line, first.Rev())
-	}
+	require.NoError(t, err)
+	require.Len(t, line, 2)
+	require.Equal(t, "a", line[0].Value)
+	require.Equal(t, "b", line[1].Value)
+	require.Equal(t, first.Rev(), line[0].Rev, "the first leads")
+	require.Equal(t, first.EtcdKey(), line[0].EtcdKey)
+	require.NotZero(t, line[0].LeaseID)
+	require.Greater(t, line[1].Rev, line[0].Rev)
 	// Key and Token mean what they mean on an etcdlock.Lock: the name and
 	// the fencing token.
-	if first.Key() != "line/up" || first.Token() != first.Rev() || line[0].Key != line[0].EtcdKey ||
-		!strings.HasPrefix(first.EtcdKey(), obs.KeyPrefix()) {
-		t.Fatalf("Key %q, Token %d, EtcdKey %q; Rev %d, Candidate %+v", first.Key(), first.Token(), first.EtcdKey(), first.Rev(), line[0])
-	}
-	if err := first.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
+	require.Equal(t, "line/up", first.Key())
+	require.Equal(t, first.Rev(), first.Token())
+	require.Equal(t, line[0].EtcdKey, line[0].Key, "the deprecated Key")
+	require.True(t, strings.HasPrefix(first.EtcdKey(), obs.KeyPrefix()), first.EtcdKey())
+	require.NoError(t, first.Resign(ctx))
+	require.NoError(t, <-done)
 	line, err = obs.Candidates(ctx)
-	if err != nil || len(line) != 1 || line[0].Rev != second.Rev() {
-		t.Fatalf("after the handover Candidates = %+v, %v", line, err)
-	}
+	require.NoError(t, err)
+	require.Len(t, line, 1, "after the handover")
+	require.Equal(t, second.Rev(), line[0].Rev)
 }
 
 // fence is what a lock and an election share for fencing writes: a name,

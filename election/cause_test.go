@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // Run says why each term ended, both as the cause of the duties' ctx and
@@ -31,14 +33,14 @@ func TestRunStopCauses(t *testing.T) {
 	}{
 		{"duties return", true, nil, []error{election.ErrDutiesReturned}},
 		{"resign", false, func(t *testing.T, e *election.Election, _ context.CancelCauseFunc) {
-			require.NoError(t, e.Resign(testCtx(t)))
+			require.NoError(t, e.Resign(testkit.Context(t)))
 		}, []error{election.ErrResigned}},
 		{"key deleted", false, func(t *testing.T, e *election.Election, _ context.CancelCauseFunc) {
-			_, err := admin.Delete(testCtx(t), e.EtcdKey())
+			_, err := admin.Delete(testkit.Context(t), e.EtcdKey())
 			require.NoError(t, err)
 		}, []error{election.ErrLost}},
 		{"lease revoked", false, func(t *testing.T, e *election.Election, _ context.CancelCauseFunc) {
-			_, err := admin.Revoke(testCtx(t), clientv3.LeaseID(leaseOf(t, admin, e.EtcdKey())))
+			_, err := admin.Revoke(testkit.Context(t), clientv3.LeaseID(leaseOf(t, admin, e.EtcdKey())))
 			require.NoError(t, err)
 		}, []error{election.ErrLost}},
 		{"Run's ctx ended", false, func(t *testing.T, _ *election.Election, stop context.CancelCauseFunc) {
@@ -50,7 +52,7 @@ func TestRunStopCauses(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := candidate(t, c, "cause-"+tc.name)
-			parent := testCtx(t)
+			parent := testkit.Context(t)
 			if tc.end == nil && !tc.returns {
 				var cancel context.CancelFunc
 				parent, cancel = context.WithTimeout(parent, 2*time.Second)
@@ -74,9 +76,8 @@ func TestRunStopCauses(t *testing.T) {
 						}
 						d1, ok1 := ctx.Deadline()
 						d2, ok2 := rctx.Deadline()
-						if d1 != d2 || ok1 != ok2 {
-							t.Errorf("the duties' deadline is %v (%v), Run's %v (%v)", d1, ok1, d2, ok2)
-						}
+						assert.Equal(t, ok2, ok1, "the duties' ctx has a deadline as Run's has")
+						assert.Equal(t, d2, d1, "the duties' deadline is Run's")
 						<-ctx.Done()
 						select {
 						case inDuties <- context.Cause(ctx):
@@ -86,19 +87,19 @@ func TestRunStopCauses(t *testing.T) {
 					OnStoppedLeadingCause: func(cause error) { stopped <- cause },
 				})
 			}()
-			recv(t, started)
+			testkit.Recv(t, started)
 			if tc.end != nil {
 				tc.end(t, e, stop)
 			}
-			cause := recv(t, stopped)
+			cause := testkit.Recv(t, stopped)
 			for _, want := range tc.want {
 				require.ErrorIs(t, cause, want)
 			}
 			if !tc.returns {
-				require.Equal(t, cause, recv(t, inDuties), "the duties' ctx has the same cause")
+				require.Equal(t, cause, testkit.Recv(t, inDuties), "the duties' ctx has the same cause")
 			}
 			stop(nil)
-			require.NoError(t, recv(t, done))
+			require.NoError(t, testkit.Recv(t, done))
 		})
 	}
 }

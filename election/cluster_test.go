@@ -16,6 +16,7 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // On three members, leadership keeps rotating without overlap and with
@@ -23,7 +24,7 @@ import (
 // etcd leader is killed and restarted.
 func TestRunThreeMembersFaults(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	other := func(than int) int { return (than + 1) % 3 }
 	fault := func(what string, f func() error) func() {
 		return func() {
@@ -82,7 +83,7 @@ func TestRunThreeMembersFaults(t *testing.T) {
 // never one that was already gone.
 func TestObserveResumesAfterRestartAndCompaction(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "resume"
 	// Member 0 goes away; writes meanwhile should not wait for etcd to
 	// replace its leader.
@@ -116,32 +117,32 @@ func TestObserveResumesAfterRestartAndCompaction(t *testing.T) {
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	ch := obs.Observe(octx)
-	require.Equal(t, election.Leader{}, recv(t, ch))
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
 	require.NoError(t, a.Campaign(ctx, "a"))
-	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	bWon := campaignAsync(ctx, b, "b")
 	waitQueued(t, admin, name, 2)
 	require.NoError(t, c.Member(0).Stop())
 
 	require.NoError(t, a.Resign(ctx))
-	require.NoError(t, recv(t, bWon))
+	require.NoError(t, testkit.Recv(t, bWon))
 	cWon := campaignAsync(ctx, cc, "c")
 	waitQueued(t, admin, name, 2)
 	require.NoError(t, b.Resign(ctx))
-	require.NoError(t, recv(t, cWon))
+	require.NoError(t, testkit.Recv(t, cWon))
 	resp, err := admin.Get(ctx, "/")
 	require.NoError(t, err)
 	_, err = admin.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical())
 	require.NoError(t, err)
 
 	require.NoError(t, c.Member(0).Restart(ctx))
-	require.Equal(t, election.Leader{Value: "c", Rev: cc.Rev()}, recv(t, ch),
+	require.Equal(t, election.Leader{Value: "c", Rev: cc.Rev()}, testkit.Recv(t, ch),
 		"after the restart: the current leader, not b or a")
 	require.NotZero(t, logs.FilterMessageSnippet("reading the election again").Len(),
 		"Observe re-read the election after losing its watch's history")
 	require.NoError(t, cc.Resign(ctx))
-	require.Equal(t, election.Leader{}, recv(t, ch))
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
 	stop()
 	for range ch {
 	}
@@ -151,7 +152,7 @@ func TestObserveResumesAfterRestartAndCompaction(t *testing.T) {
 // watch requires a leader) and, once healed, reports the current leader.
 func TestObserveAcrossPartition(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "partition"
 	// Member 0 is cut off; writes meanwhile should not wait for etcd to
 	// replace its leader.
@@ -174,17 +175,17 @@ func TestObserveAcrossPartition(t *testing.T) {
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	ch := obs.Observe(octx)
-	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	bWon := campaignAsync(ctx, b, "b")
 	waitQueued(t, c.Client(), name, 2)
 	require.NoError(t, c.Partition(0))
 	require.NoError(t, a.Resign(ctx))
-	require.NoError(t, recv(t, bWon))
+	require.NoError(t, testkit.Recv(t, bWon))
 	require.NoError(t, c.Heal(0))
-	require.Equal(t, election.Leader{Value: "b", Rev: b.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "b", Rev: b.Rev()}, testkit.Recv(t, ch))
 	require.NoError(t, b.Resign(ctx))
-	require.Equal(t, election.Leader{}, recv(t, ch))
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
 	stop()
 	for range ch {
 	}
@@ -197,7 +198,7 @@ func TestObserveAcrossPartition(t *testing.T) {
 // once the network heals.
 func TestLeaderCutOff(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "cutoff"
 	const ttl = 2 * time.Second
 	proxy, err := c.NewProxy(0)
@@ -246,7 +247,7 @@ func TestLeaderCutOff(t *testing.T) {
 		}()
 		if i == 0 {
 			// Candidate 0 leads first.
-			require.Equal(t, 0, recv(t, starts).who)
+			require.Equal(t, 0, testkit.Recv(t, starts).who)
 		}
 	}
 	waitQueued(t, otherCli, name, 2)
@@ -270,11 +271,11 @@ func TestLeaderCutOff(t *testing.T) {
 
 	cut := time.Now()
 	proxy.Cut()
-	lost := recv(t, cancelled)
-	require.ErrorIs(t, recv(t, causes), election.ErrLost, "the duties' ctx says why")
-	next := recv(t, starts)
+	lost := testkit.Recv(t, cancelled)
+	require.ErrorIs(t, testkit.Recv(t, causes), election.ErrLost, "the duties' ctx says why")
+	next := testkit.Recv(t, starts)
 	require.Equal(t, 1, next.who)
-	told := recv(t, stopped)
+	told := testkit.Recv(t, stopped)
 	<-probeDone
 	t.Logf("TTL %v: cut -> old leader's duties cancelled %v, -> its OnStoppedLeading %v, -> new leader's duties start %v",
 		ttl, lost.Sub(cut).Round(time.Millisecond), told.Sub(cut).Round(time.Millisecond), next.at.Sub(cut).Round(time.Millisecond))
@@ -289,7 +290,7 @@ func TestLeaderCutOff(t *testing.T) {
 	proxy.Heal()
 	waitQueued(t, otherCli, name, 2)
 	require.NoError(t, es[1].Resign(ctx))
-	require.Equal(t, 0, recv(t, starts).who)
+	require.Equal(t, 0, testkit.Recv(t, starts).who)
 	stop()
 	wg.Wait()
 	d.check()

@@ -1,15 +1,16 @@
 package election_test
 
 import (
-	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // FuzzElectionNameValue campaigns in an election of any name with any
@@ -26,34 +27,22 @@ func FuzzElectionNameValue(f *testing.F) {
 	}
 	c := embedtest.New(f)
 	f.Fuzz(func(t *testing.T, name, value string) {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
+		ctx := testkit.Context(t)
 		e, err := election.New(c.Client(), name, election.WithTTL(5*time.Second))
 		if name == "" || len(name) > election.MaxNameLen || !utf8.ValidString(name) {
-			if !errors.Is(err, election.ErrInvalidName) {
-				t.Fatalf("New(%q): want ErrInvalidName, got %v", name, err)
-			}
+			require.ErrorIs(t, err, election.ErrInvalidName, "New(%q)", name)
 			return
 		}
-		if err != nil {
-			t.Fatalf("New(%q): %v", name, err)
-		}
-		if err := e.Campaign(ctx, value); err != nil {
-			t.Fatalf("Campaign(%q, %q): %v", name, value, err)
-		}
+		require.NoError(t, err, "New(%q)", name)
+		require.NoError(t, e.Campaign(ctx, value), "Campaign(%q, %q)", name, value)
 		l, err := e.Leader(ctx)
-		if err != nil || l.Value != value || l.Rev != e.Rev() {
-			t.Fatalf("Leader of %q = %+v, %v; want value %q, term %d", name, l, err, value, e.Rev())
-		}
+		require.NoError(t, err)
+		require.Equal(t, election.Leader{Value: value, Rev: e.Rev()}, l, "Leader of %q", name)
 		rest, ok := strings.CutPrefix(e.EtcdKey(), election.DefaultPrefix)
-		if !ok || strings.Count(rest, "/") != 1 || strings.HasPrefix(rest, "/") {
-			t.Fatalf("the key of %q is %q: not one segment and one member under the prefix", name, e.EtcdKey())
-		}
-		if err := e.Resign(ctx); err != nil {
-			t.Fatalf("Resign: %v", err)
-		}
-		if _, err := e.Leader(ctx); !errors.Is(err, election.ErrNoLeader) {
-			t.Fatalf("Leader after Resign: %v", err)
-		}
+		require.True(t, ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/"),
+			"the key of %q is %q: not one segment and one member under the prefix", name, e.EtcdKey())
+		require.NoError(t, e.Resign(ctx), "Resign")
+		_, err = e.Leader(ctx)
+		require.ErrorIs(t, err, election.ErrNoLeader, "Leader after Resign")
 	})
 }

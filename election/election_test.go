@@ -13,6 +13,7 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestNewBadInput(t *testing.T) {
@@ -47,7 +48,7 @@ func TestNewBadInput(t *testing.T) {
 
 	e, err := election.New(cli, "x")
 	require.NoError(t, err)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	require.ErrorIs(t, e.Campaign(ctx, strings.Repeat("v", election.MaxValueLen+1)), election.ErrInvalidValue)
 	require.ErrorIs(t, e.Run(ctx, election.Callbacks{}), election.ErrInvalidOption)
 	require.ErrorIs(t, e.Run(ctx, election.Callbacks{OnStartedLeading: func(context.Context) {},
@@ -60,13 +61,13 @@ func TestNewBadInput(t *testing.T) {
 	select {
 	case <-e.Done():
 	default:
-		t.Fatal("Done is open without a term")
+		require.FailNow(t, "Done is open without a term")
 	}
 }
 
 func TestCampaignFIFOTermsIncrease(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "fifo"
 	es := []*election.Election{candidate(t, c, name), candidate(t, c, name), candidate(t, c, name)}
 	observer := candidate(t, c, name)
@@ -87,7 +88,7 @@ func TestCampaignFIFOTermsIncrease(t *testing.T) {
 		if i > 0 {
 			require.NoError(t, es[i-1].Resign(ctx))
 			require.False(t, es[i-1].IsLeader())
-			require.NoError(t, recv(t, won[i]))
+			require.NoError(t, testkit.Recv(t, won[i]))
 		}
 		l, err := observer.Leader(ctx)
 		require.NoError(t, err)
@@ -108,7 +109,7 @@ func TestCampaignFIFOTermsIncrease(t *testing.T) {
 
 func TestProclaimKeepsTerm(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	a, b := candidate(t, c, "proclaim"), candidate(t, c, "proclaim")
 	require.NoError(t, a.Campaign(ctx, "v1"))
 	rev := a.Rev()
@@ -131,7 +132,7 @@ func TestProclaimKeepsTerm(t *testing.T) {
 
 func TestGuardedWrites(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	a := candidate(t, c, "guard")
 	require.NoError(t, a.Campaign(ctx, "a"))
@@ -146,7 +147,7 @@ func TestGuardedWrites(t *testing.T) {
 	// local view and etcd's check say so.
 	_, err = admin.Delete(ctx, a.EtcdKey())
 	require.NoError(t, err)
-	recv(t, doneChan(a.Done()))
+	testkit.Recv(t, doneChan(a.Done()))
 	require.ErrorIs(t, a.Err(), election.ErrLost)
 	require.False(t, a.IsLeader())
 	_, err = a.Txn(ctx, clientv3.OpPut("/data/x", "2"))
@@ -174,7 +175,7 @@ func doneChan(done <-chan struct{}) <-chan struct{} {
 // "win" with no key.
 func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	a, b := candidate(t, c, "vanish"), candidate(t, c, "vanish")
 	require.NoError(t, a.Campaign(ctx, "a"))
@@ -182,7 +183,7 @@ func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
 	keys := waitQueued(t, admin, "vanish", 2)
 	_, err := admin.Delete(ctx, keys[1])
 	require.NoError(t, err)
-	err = recv(t, won)
+	err = testkit.Recv(t, won)
 	require.ErrorIs(t, err, election.ErrLost)
 	require.False(t, b.IsLeader())
 	// The leader is untouched, and b can campaign again.
@@ -190,7 +191,7 @@ func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
 	won = campaignAsync(ctx, b, "b")
 	waitQueued(t, admin, "vanish", 2)
 	require.NoError(t, a.Resign(ctx))
-	require.NoError(t, recv(t, won))
+	require.NoError(t, testkit.Recv(t, won))
 	require.True(t, b.IsLeader())
 }
 
@@ -200,7 +201,7 @@ func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
 // won ends as a loss at once.
 func TestDeletePrefixWhileWaiting(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	for i := range 5 {
 		name := fmt.Sprintf("wipe-%d", i)
@@ -210,16 +211,16 @@ func TestDeletePrefixWhileWaiting(t *testing.T) {
 		waitQueued(t, admin, name, 2)
 		_, err := admin.Delete(ctx, election.DefaultPrefix+name+"/", clientv3.WithPrefix())
 		require.NoError(t, err)
-		if err := recv(t, won); err != nil {
+		if err := testkit.Recv(t, won); err != nil {
 			require.ErrorIs(t, err, election.ErrLost)
 		} else {
-			recv(t, doneChan(b.Done()))
+			testkit.Recv(t, doneChan(b.Done()))
 			require.ErrorIs(t, b.Err(), election.ErrLost)
 		}
 		require.False(t, b.IsLeader())
 		_, err = b.Txn(ctx, clientv3.OpPut("/wiped", "b"))
 		require.ErrorIs(t, err, election.ErrNotLeader)
-		recv(t, doneChan(a.Done()))
+		testkit.Recv(t, doneChan(a.Done()))
 		require.ErrorIs(t, a.Err(), election.ErrLost)
 		_, err = a.Leader(ctx)
 		require.ErrorIs(t, err, election.ErrNoLeader)
@@ -229,7 +230,7 @@ func TestDeletePrefixWhileWaiting(t *testing.T) {
 // etcd #19597: a candidate whose lease dies stops waiting with an error.
 func TestCampaignLeaseDies(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	a, b := candidate(t, c, "leasedies"), candidate(t, c, "leasedies")
 	require.NoError(t, a.Campaign(ctx, "a"))
@@ -239,13 +240,13 @@ func TestCampaignLeaseDies(t *testing.T) {
 	require.NoError(t, err)
 	_, err = admin.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
 	require.NoError(t, err)
-	require.ErrorIs(t, recv(t, won), election.ErrLost)
+	require.ErrorIs(t, testkit.Recv(t, won), election.ErrLost)
 	require.True(t, a.IsLeader())
 }
 
 func TestCampaignContextEnds(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	a, b := candidate(t, c, "ctx"), candidate(t, c, "ctx")
 	require.NoError(t, a.Campaign(ctx, "a"))
@@ -254,7 +255,7 @@ func TestCampaignContextEnds(t *testing.T) {
 	won := campaignAsync(cctx, b, "b")
 	waitQueued(t, admin, "ctx", 2)
 	cancel()
-	require.ErrorIs(t, recv(t, won), context.Canceled)
+	require.ErrorIs(t, testkit.Recv(t, won), context.Canceled)
 
 	dctx, dcancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer dcancel()
@@ -268,7 +269,7 @@ func TestCampaignContextEnds(t *testing.T) {
 
 func TestCampaignBusy(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	a, b := candidate(t, c, "busy"), candidate(t, c, "busy")
 	require.NoError(t, a.Campaign(ctx, "a"))
 	cctx, cancel := context.WithCancel(ctx)
@@ -277,12 +278,12 @@ func TestCampaignBusy(t *testing.T) {
 	require.ErrorIs(t, b.Campaign(ctx, "again"), election.ErrBusy)
 	require.ErrorIs(t, b.Run(ctx, election.Callbacks{OnStartedLeading: func(context.Context) {}}), election.ErrBusy)
 	cancel()
-	require.Error(t, recv(t, won))
+	require.Error(t, testkit.Recv(t, won))
 }
 
 func TestNamesDoNotCollide(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	names := []string{"a", "a/", "a/b", "a%2Fb"}
 	for _, n := range names {
 		e := candidate(t, c, n)
@@ -297,7 +298,7 @@ func TestNamesDoNotCollide(t *testing.T) {
 
 func TestTTL(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	e := candidate(t, c, "ttl", election.WithTTL(1500*time.Millisecond))
 	require.Equal(t, 2*time.Second, e.TTL(), "rounded up to whole seconds")
 	require.NoError(t, e.Campaign(ctx, "v"))

@@ -12,13 +12,14 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // Observe reports every change: no leader, a leader, a proclaimed value,
 // the next leader, and no leader again.
 func TestObserveEveryChange(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "observe"
 	a, b := candidate(t, c, name), candidate(t, c, name)
 	obs := candidate(t, c, name)
@@ -26,24 +27,24 @@ func TestObserveEveryChange(t *testing.T) {
 	defer stop()
 	ch := obs.Observe(octx)
 
-	require.Equal(t, election.Leader{}, recv(t, ch), "first: no leader")
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch), "first: no leader")
 	require.NoError(t, a.Campaign(ctx, "a"))
-	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 	require.NoError(t, a.Proclaim(ctx, "a2"))
-	require.Equal(t, election.Leader{Value: "a2", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a2", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	// A candidate joining the line changes nothing observable; the
 	// handover does.
 	won := campaignAsync(ctx, b, "b")
 	waitQueued(t, c.Client(), name, 2)
 	require.NoError(t, a.Resign(ctx))
-	require.NoError(t, recv(t, won))
-	l := recv(t, ch)
+	require.NoError(t, testkit.Recv(t, won))
+	l := testkit.Recv(t, ch)
 	require.Equal(t, election.Leader{Value: "b", Rev: b.Rev()}, l)
 	require.Greater(t, l.Rev, a.Rev())
 
 	require.NoError(t, b.Resign(ctx))
-	require.Equal(t, election.Leader{}, recv(t, ch), "no leader after the last resigns")
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch), "no leader after the last resigns")
 
 	stop()
 	for range ch {
@@ -54,14 +55,14 @@ func TestObserveEveryChange(t *testing.T) {
 // the first leader there ever was.
 func TestObserveStartsWithCurrentLeader(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	a := candidate(t, c, "current")
 	require.NoError(t, a.Campaign(ctx, "a"))
 	require.NoError(t, a.Proclaim(ctx, "a2"))
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	ch := candidate(t, c, "current").Observe(octx)
-	require.Equal(t, election.Leader{Value: "a2", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a2", Rev: a.Rev()}, testkit.Recv(t, ch))
 	stop()
 	_, open := <-ch
 	require.False(t, open, "closed when ctx ends")
@@ -72,7 +73,7 @@ func TestObserveStartsWithCurrentLeader(t *testing.T) {
 // clientv3 resumes a broken watch from where it stopped and replays them.
 func TestObserveAfterReconnect(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	const name = "reconnect"
 	proxy, err := c.NewProxy(0)
 	require.NoError(t, err)
@@ -93,7 +94,7 @@ func TestObserveAfterReconnect(t *testing.T) {
 	octx, stop := context.WithCancel(ctx)
 	defer stop()
 	ch := obs.Observe(octx)
-	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, recv(t, ch))
+	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	proxy.Cut()
 	require.NoError(t, a.Resign(ctx))
@@ -101,12 +102,12 @@ func TestObserveAfterReconnect(t *testing.T) {
 	require.NoError(t, b.Resign(ctx))
 	require.NoError(t, cc.Campaign(ctx, "c"))
 	proxy.Heal()
-	require.Equal(t, election.Leader{Value: "c", Rev: cc.Rev()}, recv(t, ch),
+	require.Equal(t, election.Leader{Value: "c", Rev: cc.Rev()}, testkit.Recv(t, ch),
 		"after the reconnect: the current leader, not the ones that came and went")
 
 	// It goes on following the election.
 	require.NoError(t, cc.Resign(ctx))
-	require.Equal(t, election.Leader{}, recv(t, ch))
+	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
 	stop()
 	for range ch {
 	}

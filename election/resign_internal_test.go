@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // A Run that starts while Resign gives up a term that Campaign won does
@@ -14,15 +18,10 @@ import (
 // release.
 func TestResignRacingRun(t *testing.T) {
 	c := embedtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	e, err := New(c.Client(), "resign-race")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Campaign(ctx, "v"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, e.Campaign(ctx, "v"))
 	resigned := e.Rev()
 
 	rctx, stop := context.WithCancel(ctx)
@@ -46,23 +45,19 @@ func TestResignRacingRun(t *testing.T) {
 		case s := <-starts:
 			first <- s
 		case <-ctx.Done():
-			t.Error("Run never started its duties")
+			assert.Fail(t, "Run never started its duties")
 		}
 	}
 	defer func() { testHookResign = nil }()
-	if err := e.Resign(ctx); err != nil {
-		t.Fatalf("Resign: %v", err)
-	}
+	require.NoError(t, e.Resign(ctx))
 	if rev := <-first; rev == resigned {
 		select {
 		case cause := <-causes:
-			t.Errorf("Run started its duties on term %d, which Resign was giving up; they ended with %v", rev, cause)
+			assert.Failf(t, "Run took over the resigned term", "Run started its duties on term %d, which Resign was giving up; they ended with %v", rev, cause)
 		case <-time.After(5 * time.Second):
-			t.Errorf("Run started its duties on term %d, which Resign was giving up", rev)
+			assert.Failf(t, "Run took over the resigned term", "Run started its duties on term %d, which Resign was giving up", rev)
 		}
 	}
 	stop()
-	if err := <-runDone; err != nil {
-		t.Fatalf("Run: %v", err)
-	}
+	require.NoError(t, <-runDone, "Run")
 }

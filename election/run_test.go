@@ -12,11 +12,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // rotation runs candidates that each lead for a few guarded writes and
@@ -34,7 +36,7 @@ type rotation struct {
 	clients func(i int) *clientv3.Client
 	// fault, if set, runs once after each listed number of terms.
 	faults map[int]func()
-	// timeout, if set, bounds the whole rotation instead of testTimeout.
+	// timeout, if set, bounds the whole rotation instead of testkit.Timeout.
 	timeout time.Duration
 	// fifo makes each leader wait, before it returns, until all the other
 	// candidates are in line, so that the order of terms is FIFO's alone
@@ -44,7 +46,7 @@ type rotation struct {
 
 func (r rotation) run() *duties {
 	t := r.t
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	if r.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(context.Background(), r.timeout)
@@ -78,8 +80,9 @@ func (r rotation) run() *duties {
 					}
 					if r.fifo {
 						prefix := election.DefaultPrefix + r.name + "/"
-						if _, err := keysAtLeast(ctx, r.c.Client(), prefix, r.candidates); err != nil && ctx.Err() == nil {
-							t.Errorf("candidate %d: %v", i, err)
+						_, err := testkit.WaitKeys(ctx, r.c.Client(), prefix, func(keys []string) bool { return len(keys) >= r.candidates })
+						if ctx.Err() == nil {
+							assert.NoError(t, err, "candidate %d", i)
 						}
 					}
 					mu.Lock()
@@ -98,9 +101,7 @@ func (r rotation) run() *duties {
 					mu.Unlock()
 				},
 			})
-			if err != nil {
-				t.Errorf("candidate %d: Run: %v", i, err)
-			}
+			assert.NoError(t, err, "candidate %d: Run", i)
 		}()
 	}
 	for n := 0; n < r.terms; {
@@ -115,7 +116,7 @@ func (r rotation) run() *duties {
 					t.Log(g)
 				}
 			}
-			t.Fatalf("%d of %d terms: %v", n, r.terms, ctx.Err())
+			require.FailNowf(t, "the rotation stalled", "%d of %d terms: %v", n, r.terms, ctx.Err())
 		}
 		if f := r.faults[n]; f != nil {
 			f()
@@ -128,8 +129,8 @@ func (r rotation) run() *duties {
 	for i, ls := range seen {
 		require.NotEmpty(t, ls, "candidate %d was told of no leader", i)
 		for j := 1; j < len(ls); j++ {
-			if ls[j].Rev != 0 && ls[j-1].Rev != 0 && ls[j].Rev < ls[j-1].Rev {
-				t.Errorf("candidate %d was told of term %d after term %d", i, ls[j].Rev, ls[j-1].Rev)
+			if ls[j].Rev != 0 && ls[j-1].Rev != 0 {
+				assert.GreaterOrEqual(t, ls[j].Rev, ls[j-1].Rev, "candidate %d was told of term %d after term %d", i, ls[j].Rev, ls[j-1].Rev)
 			}
 		}
 	}
@@ -156,7 +157,7 @@ func write(ctx context.Context, t *testing.T, e *election.Election, i int, key, 
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	t.Errorf("candidate %d: write in term %d: %v", i, e.Rev(), err)
+	assert.Failf(t, "a write failed", "candidate %d: write in term %d: %v", i, e.Rev(), err)
 	return false
 }
 
@@ -189,7 +190,7 @@ func TestRunRotatesWithoutOverlap(t *testing.T) {
 // and campaigns again.
 func TestRunRecampaignsAfterLoss(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	admin := c.Client()
 	e := candidate(t, c, "loss", election.WithValue("me"))
 	d := newDuties(t)
@@ -208,28 +209,27 @@ func TestRunRecampaignsAfterLoss(t *testing.T) {
 					return // stopped, not lost
 				}
 				// Writes after the loss fail.
-				if _, err := e.Txn(context.Background(), clientv3.OpPut("/x", "y")); err == nil {
-					t.Error("a write after the loss succeeded")
-				}
+				_, err := e.Txn(context.Background(), clientv3.OpPut("/x", "y"))
+				assert.Error(t, err, "a write after the loss succeeded")
 			},
 			OnStoppedLeading: func() { d.stop(0) },
 		})
 	}()
-	first := recv(t, terms)
+	first := testkit.Recv(t, terms)
 	key := e.EtcdKey()
 	_, err := admin.Delete(ctx, key)
 	require.NoError(t, err)
-	second := recv(t, terms)
+	second := testkit.Recv(t, terms)
 	require.Greater(t, second, first)
 
 	// Losing the lease works the same way.
 	_, err = admin.Revoke(ctx, clientv3.LeaseID(leaseOf(t, admin, e.EtcdKey())))
 	require.NoError(t, err)
-	third := recv(t, terms)
+	third := testkit.Recv(t, terms)
 	require.Greater(t, third, second)
 
 	stop()
-	require.NoError(t, recv(t, done))
+	require.NoError(t, testkit.Recv(t, done))
 	d.check()
 	_, err = e.Leader(ctx)
 	require.ErrorIs(t, err, election.ErrNoLeader, "Run resigned when ctx ended")
@@ -239,7 +239,7 @@ func TestRunRecampaignsAfterLoss(t *testing.T) {
 // and Run campaigns again.
 func TestResignDuringRun(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	d := newDuties(t)
 	rctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -262,14 +262,14 @@ func TestResignDuringRun(t *testing.T) {
 			})
 		}()
 	}
-	first := recv(t, started)
+	first := testkit.Recv(t, started)
 	waitQueued(t, c.Client(), "resign-run", 2)
 	require.NoError(t, es[first].Resign(ctx))
-	second := recv(t, started)
+	second := testkit.Recv(t, started)
 	require.NotEqual(t, first, second)
 	waitQueued(t, c.Client(), "resign-run", 2)
 	require.NoError(t, es[second].Resign(ctx))
-	require.Equal(t, first, recv(t, started))
+	require.Equal(t, first, testkit.Recv(t, started))
 	stop()
 	wg.Wait()
 	d.check()
@@ -277,7 +277,7 @@ func TestResignDuringRun(t *testing.T) {
 
 func TestHealthHandler(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	e := candidate(t, c, "health")
 	h := e.HealthHandler()
 	get := func() int {

@@ -1,15 +1,16 @@
 package election_test
 
 import (
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestTLSAuthElection campaigns over TLS with client certificates
@@ -18,63 +19,36 @@ import (
 // certificate of a user without rights is refused at once.
 func TestTLSAuthElection(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	root, err := c.EnableAuth(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	byCert, err := c.NewCertClient("app")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AddUser(ctx, "nobody"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	_, err = c.AddUser(ctx, "nobody")
+	require.NoError(t, err)
 	nobody, err := c.NewCertClient("nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	first, err := election.New(byPassword, "tls", election.WithTTL(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	second, err := election.New(byCert, "tls", election.WithTTL(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := first.Campaign(ctx, "password"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, first.Campaign(ctx, "password"))
 	won := make(chan error, 1)
 	go func() { won <- second.Campaign(ctx, "cert") }()
-	waitKeys(t, root, first.KeyPrefix(), 2)
-	if err := first.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-won; err != nil {
-		t.Fatal(err)
-	}
-	if l, err := first.Leader(ctx); err != nil || l.Value != "cert" || l.Rev != second.Rev() {
-		t.Fatalf("Leader = %+v, %v; want cert's term %d", l, err, second.Rev())
-	}
-	if err := second.Resign(ctx); err != nil {
-		t.Fatal(err)
-	}
+	testkit.AwaitKeysAtLeast(t, root, first.KeyPrefix(), 2)
+	require.NoError(t, first.Resign(ctx))
+	require.NoError(t, <-won)
+	l, err := first.Leader(ctx)
+	require.NoError(t, err)
+	require.Equal(t, election.Leader{Value: "cert", Rev: second.Rev()}, l, "cert leads")
+	require.NoError(t, second.Resign(ctx))
 
 	refused, err := election.New(nobody, "tls")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	start := time.Now()
-	if err := refused.Campaign(ctx, "nobody"); !errors.Is(err, rpctypes.ErrPermissionDenied) {
-		t.Fatalf("Campaign without rights = %v, want ErrPermissionDenied", err)
-	}
-	if d := time.Since(start); d > electionAuthPrompt {
-		t.Fatalf("refusal took %v", d)
-	}
+	require.ErrorIs(t, refused.Campaign(ctx, "nobody"), rpctypes.ErrPermissionDenied, "Campaign without rights")
+	require.LessOrEqual(t, time.Since(start), electionAuthPrompt, "the refusal is at once")
 }
