@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzDecodeBucket checks the parser of stored buckets, which reads what
@@ -21,13 +23,11 @@ func FuzzDecodeBucket(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if b.tat < 0 || b.tat > maxStoredTime || b.now < 0 || b.now > maxStoredTime {
-			t.Fatalf("decodeBucket(%q) = %+v: out of range", v, b)
-		}
+		require.True(t, b.tat >= 0 && b.tat <= maxStoredTime && b.now >= 0 && b.now <= maxStoredTime,
+			"decodeBucket(%q) = %+v: out of range", v, b)
 		again, err := decodeBucket([]byte(b.encode()))
-		if err != nil || again != b {
-			t.Fatalf("decodeBucket(encode(%+v)) = %+v, %v", b, again, err)
-		}
+		require.NoError(t, err, "decodeBucket(encode(%+v))", b)
+		require.Equal(t, b, again, "decodeBucket(encode(%+v))", b)
 	})
 }
 
@@ -48,16 +48,12 @@ func FuzzUnmarshalLimit(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if err := l.Validate(); err != nil {
-			t.Fatalf("unmarshalLimit(%q) = %v, which Validate rejects: %v", v, l, err)
-		}
-		if _, err := newParams(l); err != nil {
-			t.Fatalf("newParams(%v): %v", l, err)
-		}
+		require.NoError(t, l.Validate(), "unmarshalLimit(%q) = %v, which Validate rejects", v, l)
+		_, err = newParams(l)
+		require.NoError(t, err, "newParams(%v)", l)
 		again, err := unmarshalLimit([]byte(marshalLimit(l)))
-		if err != nil || again != l {
-			t.Fatalf("unmarshalLimit(marshalLimit(%v)) = %v, %v", l, again, err)
-		}
+		require.NoError(t, err, "unmarshalLimit(marshalLimit(%v))", l)
+		require.Equal(t, l, again, "unmarshalLimit(marshalLimit(%v))", l)
 	})
 }
 
@@ -76,30 +72,19 @@ func FuzzTake(f *testing.F) {
 			return
 		}
 		avail := p.available(tat, now)
-		if avail > int64(burst) {
-			t.Fatalf("%v: %d tokens available, more than the burst", p.limit, avail)
-		}
+		require.LessOrEqual(t, avail, int64(burst), "%v: more tokens available than the burst", p.limit)
 		ok, newTat, wait := p.take(tat, now, want)
-		if ok != (avail >= int64(want)) {
-			t.Fatalf("%v tat=%d now=%d: take(%d) = %v with %d available", p.limit, tat, now, want, ok, avail)
-		}
+		require.Equal(t, avail >= int64(want), ok, "%v tat=%d now=%d: take(%d) with %d available", p.limit, tat, now, want, avail)
 		if ok {
-			if wait != 0 || newTat <= tat {
-				t.Fatalf("take(%d) = %v, %d, %d", want, ok, newTat, wait)
-			}
-			if after := p.available(newTat, now); after != min(avail, int64(burst))-int64(want) {
-				t.Fatalf("%v: %d available, took %d, %d left", p.limit, avail, want, after)
-			}
+			require.Zero(t, wait, "take(%d) = %v, %d, %d", want, ok, newTat, wait)
+			require.Greater(t, newTat, tat, "take(%d) = %v, %d, %d", want, ok, newTat, wait)
+			require.Equal(t, min(avail, int64(burst))-int64(want), p.available(newTat, now), "%v: %d available, took %d", p.limit, avail, want)
 			return
 		}
-		if wait <= 0 {
-			t.Fatalf("a refusal with wait %d", wait)
-		}
-		if ok, _, _ := p.take(tat, now+wait, want); !ok {
-			t.Fatalf("%v tat=%d now=%d: still refused after the wait %d", p.limit, tat, now, wait)
-		}
-		if ok, _, _ := p.take(tat, now+wait-1, want); ok {
-			t.Fatalf("%v tat=%d now=%d: the wait %d is longer than needed", p.limit, tat, now, wait)
-		}
+		require.Positive(t, wait, "a refusal's wait")
+		ok, _, _ = p.take(tat, now+wait, want)
+		require.True(t, ok, "%v tat=%d now=%d: still refused after the wait %d", p.limit, tat, now, wait)
+		ok, _, _ = p.take(tat, now+wait-1, want)
+		require.False(t, ok, "%v tat=%d now=%d: the wait %d is longer than needed", p.limit, tat, now, wait)
 	})
 }

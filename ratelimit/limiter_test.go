@@ -12,6 +12,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -26,7 +27,7 @@ func newLimiter(t testing.TB, cli *clientv3.Client, name string, lim ratelimit.L
 
 func TestExactGCRA(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	l := newLimiter(t, c.Client(), "api", ratelimit.PerSecond(10),
 		ratelimit.WithClock(clk.Now), ratelimit.WithBatchWindow(0))
@@ -73,7 +74,7 @@ func TestExactGCRA(t *testing.T) {
 
 func TestBadInput(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	cli := c.Client()
 	ok := ratelimit.PerSecond(10)
 	for _, tc := range []struct {
@@ -145,7 +146,7 @@ func TestBadInput(t *testing.T) {
 
 func TestClose(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l, err := ratelimit.New(c.Client(), "close", ratelimit.PerMinute(1))
 	require.NoError(t, err)
 	require.NoError(t, l.Wait(ctx, "k"))
@@ -159,7 +160,7 @@ func TestClose(t *testing.T) {
 	case err := <-errc:
 		require.ErrorIs(t, err, ratelimit.ErrClosed)
 	case <-ctx.Done():
-		t.Fatal("Wait did not return after Close")
+		require.FailNow(t, "Wait did not return after Close")
 	}
 	_, err = l.Allow(ctx, "k")
 	require.ErrorIs(t, err, ratelimit.ErrClosed)
@@ -175,7 +176,7 @@ func TestClose(t *testing.T) {
 
 func TestWait(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	l := newLimiter(t, c.Client(), "wait", ratelimit.Limit{Rate: 100, Period: time.Second, Burst: 1})
 	for range 5 {
 		require.NoError(t, l.Wait(ctx, "k"))
@@ -211,7 +212,7 @@ func (r *recorder) get() [5]int {
 
 func TestMetrics(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	var ma, mb recorder
 	a := newLimiter(t, c.Client(), "metrics", ratelimit.PerSecond(10),

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
@@ -40,19 +41,10 @@ func (c *fakeClock) skewed(d time.Duration) func() time.Time {
 	return func() time.Time { return c.Now().Add(d) }
 }
 
-// testCtx returns a context that bounds a whole test.
-func testCtx(t testing.TB) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // revision returns the store revision: it moves once per etcd write.
 func revision(t testing.TB, ctx context.Context, cli *clientv3.Client) int64 {
 	t.Helper()
 	resp, err := cli.Get(ctx, "revision-probe")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return resp.Header.Revision
 }

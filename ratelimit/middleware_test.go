@@ -103,7 +103,7 @@ func checkHeaders(t testing.TB, h http.Header, status int, policy string, lim ra
 		require.Zero(t, r)
 		require.Equal(t, ra, rl.params["t"], "the effective window ends with Retry-After")
 	default:
-		t.Fatalf("status %d", status)
+		require.FailNowf(t, "unexpected status", "status %d", status)
 	}
 	return rl
 }

@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -53,7 +54,7 @@ func await[T comparable](t testing.TB, ctx context.Context, ch <-chan T, want T)
 				return
 			}
 		case <-ctx.Done():
-			t.Fatalf("never got %v", want)
+			require.FailNowf(t, "a value never came", "never got %v", want)
 		}
 	}
 }
@@ -74,7 +75,7 @@ func TestOutagePolicy(t *testing.T) {
 		t.Run(policy.String(), func(t *testing.T) {
 			t.Parallel()
 			c := embedtest.New(t)
-			ctx := testCtx(t)
+			ctx := testkit.Context(t)
 			clk := newFakeClock()
 			lim := ratelimit.Limit{Rate: 60, Period: time.Minute, Burst: 6} // one per second
 			opts := func(m ratelimit.Metrics) []ratelimit.Option {

@@ -2,14 +2,16 @@ package ratelimit_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -21,46 +23,33 @@ const rateAuthPrompt = 3 * time.Second
 // without rights is refused with rpctypes.ErrPermissionDenied at once.
 func TestAuthRateLimit(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
-	if _, err := c.EnableAuth(ctx); err != nil {
-		t.Fatal(err)
-	}
+	ctx := testkit.Context(t)
+	_, err := c.EnableAuth(ctx)
+	require.NoError(t, err)
 	app, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	nobody, err := c.AddUser(ctx, "nobody")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 
 	t.Run("prefix user", func(t *testing.T) {
 		l, err := ratelimit.New(app, "auth", ratelimit.PerSecond(2))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer l.Close()
 		for i := range 2 {
-			if r, err := l.Allow(ctx, "k"); err != nil || r.Allowed != 1 {
-				t.Fatalf("Allow %d: %+v %v", i, r, err)
-			}
+			r, err := l.Allow(ctx, "k")
+			require.NoError(t, err, "Allow %d", i)
+			require.Equal(t, 1, r.Allowed, "Allow %d", i)
 		}
-		if r, err := l.Allow(ctx, "k"); err != nil || r.Allowed != 0 {
-			t.Fatalf("Allow past the burst: %+v %v", r, err)
-		}
-		if err := l.Wait(ctx, "k"); err != nil {
-			t.Fatalf("Wait: %v", err)
-		}
-		if err := l.SetLimit(ctx, ratelimit.PerSecond(5)); err != nil {
-			t.Fatalf("SetLimit: %v", err)
-		}
+		r, err := l.Allow(ctx, "k")
+		require.NoError(t, err, "Allow past the burst")
+		require.Zero(t, r.Allowed, "Allow past the burst")
+		require.NoError(t, l.Wait(ctx, "k"), "Wait")
+		require.NoError(t, l.SetLimit(ctx, ratelimit.PerSecond(5)), "SetLimit")
 	})
 
 	t.Run("no rights", func(t *testing.T) {
 		l, err := ratelimit.New(nobody, "auth", ratelimit.PerSecond(2))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer l.Close()
 		for name, call := range map[string]func(ctx context.Context) error{
 			"Allow":    func(ctx context.Context) error { _, err := l.Allow(ctx, "k"); return err },
@@ -72,9 +61,8 @@ func TestAuthRateLimit(t *testing.T) {
 			err := call(cctx)
 			took := time.Since(start)
 			cancel()
-			if !errors.Is(err, rpctypes.ErrPermissionDenied) || took > rateAuthPrompt {
-				t.Errorf("%s: want rpctypes.ErrPermissionDenied at once, got %v after %v", name, err, took)
-			}
+			assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, name)
+			assert.LessOrEqual(t, took, rateAuthPrompt, "%s must be refused at once", name)
 		}
 	})
 }

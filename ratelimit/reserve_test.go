@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -18,7 +19,7 @@ import (
 // the whole run the events stay at Burst + Rate × t.
 func TestReserveCancel(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	lim := ratelimit.PerSecond(10) // one per 100ms
 	ls := instances(t, c, 2, "reserve", lim, ratelimit.WithClock(clk.Now), ratelimit.WithBatchWindow(0))
@@ -90,7 +91,7 @@ func TestReserveCancel(t *testing.T) {
 // ctx's deadline is not OK and takes nothing.
 func TestReserveDeadline(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	l := newLimiter(t, c.Client(), "reserve-deadline", ratelimit.PerHour(1), ratelimit.WithClock(clk.Now))
 

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
@@ -35,7 +37,7 @@ func instances(t testing.TB, c *embedtest.Cluster, n int, name string, lim ratel
 // never more, and etcd must have seen one write per allowed event.
 func TestFourInstancesExact(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	lim := ratelimit.Limit{Rate: 100, Period: time.Second, Burst: 20} // one per 10ms
 	ls := instances(t, c, 4, "exact", lim, ratelimit.WithClock(clk.Now), ratelimit.WithBatchWindow(0))
@@ -50,14 +52,11 @@ func TestFourInstancesExact(t *testing.T) {
 			wg.Go(func() {
 				for {
 					r, err := l.Allow(ctx, "k")
-					if err != nil {
-						t.Error(err)
+					if !assert.NoError(t, err) {
 						return
 					}
 					if r.Allowed == 0 {
-						if r.RetryAfter <= 0 {
-							t.Errorf("denial with RetryAfter %v", r.RetryAfter)
-						}
+						assert.Positive(t, r.RetryAfter, "a denial's RetryAfter")
 						return
 					}
 					mu.Lock()
@@ -80,7 +79,7 @@ func TestFourInstancesExact(t *testing.T) {
 // the package documents: utilisation, writes per permit and overshoot.
 func TestBatchedFourInstances(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	lim := ratelimit.PerSecond(5000)
 	ls := instances(t, c, 4, "batched", lim, ratelimit.WithClock(clk.Now))
@@ -165,7 +164,7 @@ func measure(times []time.Duration, lim ratelimit.Limit, span time.Duration, wri
 // adopts the time it reads from the bucket and is not starved.
 func TestClockSkew(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	lim := ratelimit.PerSecond(10)
 	opts := []ratelimit.Option{ratelimit.WithBatchWindow(0)}
@@ -219,7 +218,7 @@ func TestClockSkew(t *testing.T) {
 // bucket would be full anyway.
 func TestCrashDoesNotRefill(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	lim := ratelimit.PerMinute(5)
 	cli, err := c.NewClient()
 	require.NoError(t, err)
@@ -258,7 +257,7 @@ func TestCrashDoesNotRefill(t *testing.T) {
 func TestIdleKeyVanishes(t *testing.T) {
 	t.Parallel()
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	lim := ratelimit.Limit{Rate: 1000, Period: time.Second, Burst: 1}
 	l := newLimiter(t, c.Client(), "idle", lim)
 	key := ratelimit.DefaultPrefix + "idle/b/k"
@@ -285,7 +284,7 @@ func TestIdleKeyVanishes(t *testing.T) {
 // TestKeyEncoding: no name or key is a prefix of another's key range.
 func TestKeyEncoding(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	lim := ratelimit.PerSecond(1)
 	a := newLimiter(t, c.Client(), "a", lim)
 	ab := newLimiter(t, c.Client(), "a/b", lim)
@@ -314,7 +313,7 @@ func TestKeyEncoding(t *testing.T) {
 // it, and deleting it restores each instance's own limit.
 func TestLimitChange(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t)
+	ctx := testkit.Context(t)
 	clk := newFakeClock()
 	def := ratelimit.PerSecond(100)
 	var hooks [3]chan ratelimit.Limit
@@ -336,7 +335,7 @@ func TestLimitChange(t *testing.T) {
 				require.Equal(t, want, got, "instance %d", i)
 				require.Equal(t, want, ls[i].Limit())
 			case <-ctx.Done():
-				t.Fatalf("instance %d never saw %v", i, want)
+				require.FailNowf(t, "a limit never arrived", "instance %d never saw %v", i, want)
 			}
 		}
 	}

@@ -33,9 +33,7 @@ func TestNew(t *testing.T) {
 // values returns every series in reg as "name{label values} value".
 func values(t testing.TB, reg *prometheus.Registry) map[string]float64 {
 	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	out := map[string]float64{}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -61,8 +59,7 @@ func TestMetrics(t *testing.T) {
 	require.Error(t, err, "registering twice on one registry")
 
 	c := embedtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	clk := time.Unix(1_700_000_000, 0)
 	now := func() time.Time { return clk }
 	a, err := ratelimit.New(c.Client(), "api", ratelimit.PerSecond(10), ratelimit.WithMetrics(m), ratelimit.WithClock(now))
@@ -94,8 +91,7 @@ func TestOutageMetrics(t *testing.T) {
 	m, err := ratelimitprom.New(reg, nil)
 	require.NoError(t, err)
 	c := embedtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	p, err := c.NewProxy(0)
 	require.NoError(t, err)
 	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
