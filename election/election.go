@@ -61,6 +61,7 @@ type Election struct {
 	cli     *clientv3.Client
 	name    string
 	queue   string // prefix + escape(name) + "/"
+	line    *queue.Queue
 	ttl     time.Duration
 	value   string
 	lg      *zap.Logger
@@ -182,8 +183,9 @@ func New(cli *clientv3.Client, name string, opts ...Option) (*Election, error) {
 	if err := checkValue(o.value); err != nil {
 		return nil, err
 	}
+	q := prefix + enc + "/"
 	return &Election{
-		cli: cli, name: name, queue: prefix + enc + "/", ttl: o.ttl, value: o.value,
+		cli: cli, name: name, queue: q, line: queue.New(cli, q, queue.Rule{N: 1}), ttl: o.ttl, value: o.value,
 		lg: o.logger.With(zap.String("election", name)), metrics: o.metrics,
 		lastTTL: time.Duration(lease.Seconds(o.ttl)) * time.Second,
 	}, nil
@@ -307,15 +309,12 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	defer cancel()
 	stop := onClose(ls.Done(), cancel)
 	defer stop()
-	// The entry watches its own key for as long as the term lasts; all
-	// watches that require a leader share one stream per client.
-	watchCtx := clientv3.WithRequireLeader(context.Background())
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
 	waited := false
-	ent, err := queue.Join(cctx, watchCtx, e.cli, e.queue, key, value, ls.ID(), 1, ls.Context())
-	if err == nil && !ent.Admitted(1) {
+	ent, err := e.line.Join(cctx, key, value, ls)
+	if err == nil && !ent.Admitted() {
 		waited = true
 		err = e.wait(cctx, ent)
 	}
@@ -353,7 +352,7 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
 	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
 	for {
-		err := ent.Wait(ctx, clientv3.WithRequireLeader(ctx), 1)
+		err := ent.Wait(ctx)
 		if err == nil || ctx.Err() != nil || ent.Err() != nil || errors.Is(err, queue.ErrGone) {
 			return err
 		}
@@ -365,41 +364,20 @@ func (e *Election) wait(ctx context.Context, ent *queue.Entry) error {
 }
 
 // confirm checks that ent's key exists with nothing ahead of it, and
-// retries until it knows or ctx ends. A serializable read is enough when
-// it shows nothing ahead: keys ahead only ever go away, so such a read is
-// at least as new as the delete event that ended the wait, and a key that
-// exists then existed at the event too. A member that lags behind shows
-// the key ahead still there; then the read is repeated linearizably.
+// retries until it knows or ctx ends. The queue's read reflects at least
+// the delete event that ended the wait; a member that lags behind it is
+// asked again linearizably.
 func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
 	b := etcderr.Backoff{Min: retryFirst, Max: retryLast}
-	for serializable := true; ; {
-		var opts []clientv3.OpOption
-		if serializable {
-			opts = append(opts, clientv3.WithSerializable())
-		}
-		ahead := append([]clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithKeysOnly(),
-			clientv3.WithLimit(1), clientv3.WithMaxCreateRev(ent.Rev() - 1)}, opts...)
-		resp, err := e.cli.Txn(ctx).Then(
-			clientv3.OpGet(ent.Key(), append([]clientv3.OpOption{clientv3.WithKeysOnly()}, opts...)...),
-			clientv3.OpGet(e.queue, ahead...),
-		).Commit()
-		if err == nil {
-			own := resp.Responses[0].GetResponseRange().Kvs
-			if len(own) == 0 || own[0].CreateRevision != ent.Rev() {
-				return queue.ErrGone
-			}
-			if len(resp.Responses[1].GetResponseRange().Kvs) == 0 {
-				return nil
-			}
-			if !serializable {
-				// Linearizably, a key is ahead: the wait was wrong.
-				return fmt.Errorf("election: campaign %q: a key is still ahead after the wait", e.name)
-			}
-			serializable = false
-			continue
-		}
-		if ctx.Err() != nil {
-			return ctx.Err()
+	for {
+		admitted, err := ent.Recheck(ctx)
+		switch {
+		case err == nil && admitted:
+			return nil
+		case err == nil:
+			return fmt.Errorf("election: campaign %q: a key is still ahead after the wait", e.name)
+		case errors.Is(err, queue.ErrGone), ctx.Err() != nil:
+			return err
 		}
 		e.lg.Debug("campaign: confirming the win failed; retrying", zap.Duration("in", b.Delay()), zap.Error(err))
 		if err := b.Wait(ctx); err != nil {

@@ -97,10 +97,9 @@ type Locker struct {
 
 	ctx      context.Context // ends on Close; waits end with it
 	cancel   context.CancelFunc
-	watchCtx context.Context // ctx, for watches that need an etcd leader
-	value    string          // meta, encoded: the value of holds without metadata of their own
-	id       string          // random; names this Locker's keys
-	closeEnd chan struct{}   // closed when the first Close has finished
+	value    string        // meta, encoded: the value of holds without metadata of their own
+	id       string        // random; names this Locker's keys
+	closeEnd chan struct{} // closed when the first Close has finished
 
 	floor atomic.Int64 // etcd's minimum TTL in seconds, once a grant showed it
 
@@ -153,7 +152,6 @@ func New(cli *clientv3.Client, opts ...Option) (*Locker, error) {
 		id: randomID(), closeEnd: make(chan struct{}),
 	}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
-	l.watchCtx = clientv3.WithRequireLeader(l.ctx)
 	value, err := json.Marshal(meta)
 	if err != nil || len(value) > MaxMetadataBytes {
 		return nil, fmt.Errorf("%w: WithMetadata: %d bytes encoded, limit %d (%v)", ErrInvalidMetadata, len(value), MaxMetadataBytes, err)
@@ -292,12 +290,12 @@ func (l *Locker) mutex(name string) (kind, error) {
 		resp, err := l.cli.Get(ctx, k.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		return err == nil && resp.Count > 0, err
 	}
-	k.join = func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error) {
-		e, err := queue.Join(ctx, watchCtx, l.cli, k.queue, key, sp.value, ls.ID(), 1, ls.Context())
-		if err != nil || e.Admitted(1) {
+	k.join = func(ctx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error) {
+		e, err := queue.New(l.cli, k.queue, queue.Rule{N: 1}).Join(ctx, key, sp.value, ls)
+		if err != nil || e.Admitted() {
 			return e, nil, err
 		}
-		return e, func(ctx context.Context) error { return e.Wait(ctx, watchCtx, 1) }, nil
+		return e, e.Wait, nil
 	}
 	return k, nil
 }
@@ -371,7 +369,6 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			return nil, errBusy
 		}
 	}
-	watchCtx := l.watchCtx
 	// Keys are reused per Locker slot.
 	slot := l.takeSlot(sp.queue)
 	key := k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
@@ -385,7 +382,7 @@ func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*loc
 			l.freeSlot(sp.queue, slot)
 			return nil, err
 		}
-		e, waitFn, err = k.join(ctx, watchCtx, sp, ls, key)
+		e, waitFn, err = k.join(ctx, sp, ls, key)
 		if attempt > 0 || ctx.Err() != nil {
 			break
 		}

@@ -46,7 +46,7 @@ type kind struct {
 	// join adds key for the hold to the queue, attached to ls. It returns
 	// the entry and, unless the hold is granted already, a function that
 	// waits for it.
-	join func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error)
+	join func(ctx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error)
 }
 
 // kindOptions checks that opts, given to a method of a named shape, name

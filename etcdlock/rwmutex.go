@@ -17,9 +17,9 @@ import (
 // asked, and a reader queued behind a writer waits for that writer, so a
 // stream of readers cannot starve a writer. A writer waits until everyone
 // ahead of it is gone; a reader waits until no writer is ahead of it. A
-// waiting reader watches only the nearest writer ahead of it, from the
-// current revision, so a writer's release admits every reader queued right
-// behind it with one delete event.
+// waiting reader watches only the writers ahead of it, from the current
+// revision, so a writer's release admits every reader queued right behind
+// it with one delete event.
 //
 // Holds are Locks, with the mutex's leases, tokens, Done and Guard. Every
 // call takes a context and leaves no key behind when it fails, unlike
@@ -91,13 +91,13 @@ func (m *RWMutex) writer() kind {
 		what: "write lock", name: m.name, queue: m.queue,
 		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.queue) },
 		keyOf: func(id string) string { return m.writers + id },
-		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
+		join: func(ctx context.Context, sp spec, ls *lease.Lease, key string) (
 			*queue.Entry, func(context.Context) error, error) {
-			e, err := queue.Join(ctx, watchCtx, m.l.cli, m.queue, key, sp.value, ls.ID(), 1, ls.Context())
-			if err != nil || e.Admitted(1) {
+			e, err := queue.New(m.l.cli, m.queue, queue.Rule{N: 1}).Join(ctx, key, sp.value, ls)
+			if err != nil || e.Admitted() {
 				return e, nil, err
 			}
-			return e, func(ctx context.Context) error { return e.Wait(ctx, watchCtx, 1) }, nil
+			return e, e.Wait, nil
 		},
 	}
 }
@@ -107,20 +107,15 @@ func (m *RWMutex) reader() kind {
 		what: "read lock", name: m.name, queue: m.queue,
 		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.writers) },
 		keyOf: func(id string) string { return m.readers + id },
-		join: func(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
+		join: func(ctx context.Context, sp spec, ls *lease.Lease, key string) (
 			*queue.Entry, func(context.Context) error, error) {
-			// The same transaction finds the nearest writer ahead: with
-			// none, the read lock is held after one round trip.
-			e, out, err := queue.JoinFirst(ctx, watchCtx, m.l.cli, m.queue, key, sp.value, ls.ID(), 1,
-				ls.Context(), []queue.Branch{{Also: []clientv3.Op{queue.NearestOp(m.writers)}}})
-			if err != nil {
-				return nil, nil, err
+			// A reader counts only the writers ahead; the join reads them,
+			// so with none the read lock is held after one round trip.
+			e, err := queue.New(m.l.cli, m.queue, queue.Rule{N: 1, Scope: m.writers}).Join(ctx, key, sp.value, ls)
+			if err != nil || e.Admitted() {
+				return e, nil, err
 			}
-			kvs := out.Responses[0].GetResponseRange().Kvs
-			if len(kvs) == 0 {
-				return e, nil, nil
-			}
-			return e, func(ctx context.Context) error { return e.WaitNone(ctx, watchCtx, m.writers, kvs[0]) }, nil
+			return e, e.Wait, nil
 		},
 	}
 }

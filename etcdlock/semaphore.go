@@ -137,11 +137,11 @@ func (s *Semaphore) agree(stored string) error {
 // limit: under the stored limit if it agrees; or, when the queue is empty,
 // storing it, over whatever limit the last users left. The limit is also in
 // each key's name, for the rare case below.
-func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease, key string) (
+func (s *Semaphore) join(ctx context.Context, sp spec, ls *lease.Lease, key string) (
 	*queue.Entry, func(context.Context) error, error) {
+	q := queue.New(s.l.cli, s.queue, queue.Rule{N: s.n})
 	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
-		return queue.JoinFirst(ctx, watchCtx, s.l.cli, s.queue, key, sp.value, ls.ID(), s.n, ls.Context(),
-			branches, els...)
+		return q.JoinIf(ctx, key, sp.value, ls, queue.Terms{Branches: branches, Else: els})
 	}
 	store := clientv3.OpPut(s.nKey, s.limit, clientv3.WithLease(ls.ID()))
 	noLimit := clientv3.Compare(clientv3.CreateRevision(s.nKey), "=", 0)
@@ -182,10 +182,10 @@ func (s *Semaphore) join(ctx, watchCtx context.Context, sp spec, ls *lease.Lease
 			return nil, nil, err
 		}
 	}
-	if e.Admitted(s.n) {
+	if e.Admitted() {
 		return e, nil, nil
 	}
-	return e, func(ctx context.Context) error { return e.Wait(ctx, watchCtx, s.n) }, nil
+	return e, e.Wait, nil
 }
 
 // limitOf returns the limit in a permit key's name, "<id>-n<limit>".

@@ -1,39 +1,41 @@
 // Package queue is the revision-ordered wait queue under every leasekit
-// primitive: etcdlock's mutex and semaphore, and election's candidates.
+// primitive: etcdlock's mutex, semaphore, readers and writers, and
+// election's candidates.
 //
 // Each participant puts one key under the queue's prefix, attached to its
 // lease. etcd gives every key a create revision, and that order is the
-// queue. A participant is admitted when fewer than n keys are ahead of it
-// (n = 1 for a mutex or an election). It waits by watching only the n+1
-// keys immediately ahead of it: if none of those goes, at least n stay
-// ahead. Once no more than n+1 keys are ahead, it watches the deletes in
-// the whole queue instead, so that a delete of its own key in the same
-// revision as the one that admits it arrives with it, and it is never
-// admitted with a key that is gone. So a handoff wakes one waiter, not the
-// herd.
+// queue. A Rule says when a participant is admitted: when fewer than N
+// keys under its scope are ahead of it. A mutex or an election admits one
+// (N = 1, the whole queue), a semaphore N, an RWMutex writer one, and an
+// RWMutex reader counts only the writers ahead (N = 1, scope the writers'
+// prefix):
+//
+//	q := queue.New(cli, prefix, queue.Rule{N: 1})
+//	e, err := q.Join(ctx, key, value, ls)
+//	if err == nil && !e.Admitted() {
+//		err = e.Wait(ctx)
+//	}
 //
 // Waiting never polls, and never falls into etcd's 100ms loop for
-// "unsynced" watches that start at a past revision: the watches start at
-// the current revision, then one read closes the gap between the read that
-// chose them and the moment they started. After a delete event the waiter
-// re-reads with a serializable read, which needs no raft round: the keys
-// ahead can only disappear, so any state at least as new as the event is
-// good enough.
+// "unsynced" watches that start at a past revision: every watch starts at
+// the current revision, then one read closes the gap between the read
+// that chose it and the moment it started (see wait.go).
 package queue
 
 import (
 	"context"
 	"errors"
-	"sync"
-	"time"
+	"fmt"
+	"strings"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/internal/etcderr"
+	"github.com/leasekit/leasekit/internal/lease"
 )
 
-// Errors Wait and Done report.
+// Errors Join, Wait and Done report.
 var (
 	// ErrGone means the entry's own key was deleted: by its lease expiring
 	// or being revoked, or by another client.
@@ -42,301 +44,168 @@ var (
 	ErrLeft = errors.New("queue entry left")
 	// ErrAmbiguous means etcd did not say whether a write happened.
 	ErrAmbiguous = errors.New("queue write outcome unknown")
+	// ErrNoBranch is returned by JoinIf when no branch's conditions held.
+	// Nothing was written.
+	ErrNoBranch = errors.New("queue join conditions not met")
 )
 
-// SelfWatchDelay is how long an entry waits before it watches its own key
-// for deletes by others. A delete in that time is still seen, just later.
-const SelfWatchDelay = 25 * time.Millisecond
+// Rule says when an entry is admitted: when fewer than N keys under Scope
+// are ahead of it.
+type Rule struct {
+	// N is how many may be admitted at once; at least 1.
+	N int
+	// Scope is the prefix, within the queue's, of the keys that count;
+	// empty for the whole queue.
+	Scope string
+}
 
-// Entry is one participant's key in a queue.
-type Entry struct {
+// Queue is one revision-ordered queue: the keys under a prefix, admitted
+// by a rule. It holds no state in memory, so making one is free; entries
+// of queues with the same prefix and different rules share the keys.
+type Queue struct {
 	cli    *clientv3.Client
 	prefix string
-	key    string
-	rev    int64
-	value  string
-	lease  clientv3.LeaseID
-
-	// ahead is what Join and Wait know of the keys ahead.
-	ahead window
-
-	// ended is cancelled when the entry ends. The self-watch starts from
-	// timer, so short entries never start it; stopped is closed once it
-	// has stopped or will never start. unbind stops lost from ending the
-	// entry.
-	ended     context.Context
-	endCancel context.CancelFunc
-	timer     *time.Timer
-	stopped   chan struct{}
-	stopOnce  sync.Once
-
-	mu       sync.Mutex
-	err      error
-	afterEnd func(error)
-	unbind   func() bool
+	n      int
+	scope  string // rule.Scope, or prefix
+	// watchCtx carries the metadata of every watch the queue starts:
+	// clientv3.WithRequireLeader, so that a member cut off from its peers
+	// ends them instead of leaving them silent (etcd #8980). Watches with
+	// equal metadata share one stream per client.
+	watchCtx context.Context
 }
 
-func newEntry(cli *clientv3.Client, prefix, key, value string, lease clientv3.LeaseID) *Entry {
-	e := &Entry{
-		cli: cli, prefix: prefix, key: key, value: value, lease: lease,
-		stopped: make(chan struct{}),
+// New returns the queue of the keys under prefix, which admits an entry
+// by rule.
+func New(cli *clientv3.Client, prefix string, rule Rule) *Queue {
+	scope := rule.Scope
+	if scope == "" {
+		scope = prefix
 	}
-	e.ended, e.endCancel = context.WithCancel(context.Background())
-	return e
+	return &Queue{
+		cli: cli, prefix: prefix, n: max(rule.N, 1), scope: scope,
+		watchCtx: clientv3.WithRequireLeader(context.Background()),
+	}
 }
 
-// start arms the entry once its key is written: lost ends it at once, and
-// after SelfWatchDelay a goroutine watches its key.
-func (e *Entry) start(watchCtx, lost context.Context) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	e.unbind = context.AfterFunc(lost, func() { e.end(ErrGone) })
-	// Most holds and waits are short. Starting the watch a little later
-	// keeps them from paying for it, and loses nothing: it starts at the
-	// key's own revision, so it still sees any delete since.
-	e.timer = time.AfterFunc(SelfWatchDelay, func() { e.watchSelf(watchCtx) })
+// Busy reports, by reading only, whether an entry that joined now would
+// have to wait: N or more keys are under the rule's scope.
+func (q *Queue) Busy(ctx context.Context) (bool, error) {
+	resp, err := q.cli.Get(ctx, q.scope, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return false, err
+	}
+	return resp.Count >= int64(q.n), nil
 }
 
-// window is what is known of the keys ahead of an entry: the nearest ones,
-// newest first, less those whose delete was seen. complete means no other
-// key is ahead. (A read cannot learn more from etcd's Count: it counts
-// before the create-revision filter.)
-type window struct {
-	keys     []*mvccpb.KeyValue
-	complete bool
-	rev      int64 // the revision of the read or the join it came from
-}
-
-// Join adds key to the queue under prefix, attached to lease, and returns
-// its entry, which then watches its own key until Leave. watchCtx carries
-// the metadata for watches (such as clientv3.WithRequireLeader); entries
-// whose watchCtx have equal metadata share one watch stream. The entry
-// ends the moment lost ends: pass the lease's context.
+// Join puts key in the queue with value, attached to ls, in one
+// transaction that also reads the keys ahead, and returns its entry: it
+// is Admitted at once if the rule admits it. The entry ends the moment ls
+// ends, and watches its own key until then or Leave.
 //
-// n is the number of holders at once, for Admitted and Wait. If ctx ends or
-// the call fails after etcd may have written the key, Join deletes it
-// again with a context of its own. If the key exists already, left from an
+// If ctx ends or the call fails after etcd may have written the key, the
+// error wraps ErrAmbiguous: the caller must see to the key (revoke its
+// lease, or delete it later). If the key exists already, left from an
 // earlier call whose outcome was unknown, Join deletes it and fails with
-// ErrAmbiguous: the caller may try again.
-func Join(ctx, watchCtx context.Context, cli *clientv3.Client, prefix, key, value string,
-	lease clientv3.LeaseID, n int, lost context.Context) (*Entry, error) {
-	e, _, err := JoinFirst(ctx, watchCtx, cli, prefix, key, value, lease, n, lost, []Branch{{}})
+// ErrAmbiguous: the caller may try again under another key.
+func (q *Queue) Join(ctx context.Context, key, value string, ls *lease.Lease) (*Entry, error) {
+	e, _, err := q.JoinIf(ctx, key, value, ls, Terms{Branches: []Branch{{}}})
 	return e, err
 }
 
-// Key returns the entry's etcd key.
-func (e *Entry) Key() string { return e.key }
-
-// Rev returns the entry's create revision: its place in the queue and its
-// fencing token.
-func (e *Entry) Rev() int64 { return e.rev }
-
-// Lease returns the lease the key is attached to.
-func (e *Entry) Lease() clientv3.LeaseID { return e.lease }
-
-// Guard returns a comparison that holds while the entry's key exists.
-func (e *Entry) Guard() clientv3.Cmp {
-	return clientv3.Compare(clientv3.CreateRevision(e.key), "=", e.rev)
+// A Branch is one way JoinIf may write an entry's key: when every
+// comparison in If holds, the key is written, and Also runs after the
+// key's write and the read of the keys ahead, in the same transaction.
+type Branch struct {
+	If   []clientv3.Cmp
+	Also []clientv3.Op
 }
 
-// Done is closed when the entry ends: its key was deleted, its lease was
-// lost, or Leave or Close was called.
-func (e *Entry) Done() <-chan struct{} { return e.ended.Done() }
-
-// Context returns a context that ends when the entry ends.
-func (e *Entry) Context() context.Context { return e.ended }
-
-// Lose ends the entry with err, as a loss of its key would, without
-// touching the key: for a caller that can no longer tell whether the key
-// is still its own.
-func (e *Entry) Lose(err error) { e.end(err) }
-
-// Err returns why Done was closed, or nil while it is open.
-func (e *Entry) Err() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.err
+// Terms are the conditions of JoinIf: the key is written under the first
+// of Branches whose comparisons hold; if none holds, Else runs instead.
+type Terms struct {
+	Branches []Branch
+	Else     []clientv3.Op
 }
 
-func (e *Entry) end(err error) {
-	e.mu.Lock()
-	if e.err != nil {
-		e.mu.Unlock()
-		return
-	}
-	e.err = err
-	e.endCancel()
-	if e.unbind != nil {
-		e.unbind() // a shared lease must not keep a callback per ended entry
-	}
-	f := e.afterEnd
-	e.mu.Unlock()
-	if f != nil {
-		f(err)
-	}
+// Joined says how JoinIf went.
+type Joined struct {
+	// Branch is the index of the branch taken, or -1 if none was.
+	Branch int
+	// Responses holds the responses to that branch's Also, or to Else
+	// when no branch was taken.
+	Responses []*pb.ResponseOp
 }
 
-// AfterEnd makes f run once the entry ends, with the reason; at once if it
-// has already ended. f runs in the goroutine that ends the entry and must
-// not block. A later call replaces an earlier f that has not run.
-func (e *Entry) AfterEnd(f func(error)) {
-	e.mu.Lock()
-	err := e.err
-	if err == nil {
-		e.afterEnd = f
+// JoinIf is Join under conditions, in one transaction: for holds whose
+// admission depends on more than the queue, such as a semaphore's agreed
+// limit. (The branches nest as etcd transactions in their Else, so a miss
+// costs no extra round trip.) If no branch's comparisons hold, nothing is
+// written and the error is ErrNoBranch.
+func (q *Queue) JoinIf(ctx context.Context, key, value string, ls *lease.Lease, t Terms) (*Entry, Joined, error) {
+	none := Joined{Branch: -1}
+	if len(t.Branches) == 0 {
+		return nil, none, fmt.Errorf("queue: JoinIf without branches")
 	}
-	e.mu.Unlock()
+	e := q.newEntry(key, ls.Context())
+	resp, err := q.joinTxn(ctx, key, value, ls, t).Commit()
 	if err != nil {
-		f(err)
+		if !etcderr.Ambiguous(err) {
+			return nil, none, err // refused: nothing was written
+		}
+		return nil, none, fmt.Errorf("%w: %w", ErrAmbiguous, err)
 	}
-}
-
-// watchSelf watches the entry's own key from its create revision on, so
-// that no delete can slip by, until the key goes or the entry ends.
-func (e *Entry) watchSelf(watchCtx context.Context) {
-	defer e.stopOnce.Do(func() { close(e.stopped) })
-	// Every watch made here ends with ctx, and ctx ends with the entry, so
-	// a call blocked on an unreachable etcd returns at once.
-	ctx, cancel := context.WithCancel(watchCtx)
-	defer cancel()
-	defer context.AfterFunc(e.ended, cancel)()
-
-	retry := time.NewTimer(0)
-	defer retry.Stop()
-	var wch clientv3.WatchChan // nil, so never ready, until started
-	next := e.rev + 1
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-retry.C:
-			if next == 0 {
-				// History was compacted away: ask whether the key exists.
-				if next = e.stillThere(ctx); next == 0 {
-					continue // gone (the entry ended) or ctx ended
-				}
+	succeeded, resps := resp.Succeeded, resp.Responses
+	for i := range t.Branches {
+		if succeeded {
+			e.rev = resp.Header.Revision
+			kvs := resps[1].GetResponseRange().Kvs
+			if len(kvs) > 0 && string(kvs[0].Key) == key {
+				kvs = kvs[1:] // the new key itself
 			}
-			wch = e.cli.Watch(ctx, e.key, clientv3.WithRev(next))
-		case wr, ok := <-wch:
-			switch {
-			case !ok || wr.Err() != nil && wr.CompactRevision == 0:
-				if e.hopeless(wr.Err()) {
-					return
-				}
-				// The stream broke (no leader, say): start again where
-				// it stopped, soon.
-				wch = nil
-				retry.Reset(50 * time.Millisecond)
-				continue
-			case wr.CompactRevision != 0:
-				wch, next = nil, 0
-				retry.Reset(0)
-				continue
-			}
-			for _, ev := range wr.Events {
-				if ev.Type == mvccpb.DELETE || ev.Kv.CreateRevision != e.rev {
-					e.end(ErrGone)
-					return
-				}
-				next = ev.Kv.ModRevision + 1
-			}
+			e.ahead = q.window(kvs, e.rev)
+			e.start()
+			return e, Joined{Branch: i, Responses: resps[2:]}, nil
+		}
+		if i < len(t.Branches)-1 {
+			inner := resps[0].GetResponseTxn()
+			succeeded, resps = inner.Succeeded, inner.Responses
 		}
 	}
+	if len(resps[0].GetResponseRange().Kvs) > 0 {
+		// The key is ours, left by an earlier call whose outcome was
+		// unknown: delete it so that the caller can try again.
+		e.removeDetached()
+		return nil, none, fmt.Errorf("%w: key %q already exists", ErrAmbiguous, key)
+	}
+	return nil, Joined{Branch: -1, Responses: resps[1:]}, ErrNoBranch
 }
 
-// stillThere checks the key after its watch lost history to a compaction.
-// It returns the revision to watch from, or 0 if the key is gone (the entry
-// then ends), ctx ended, or asking again cannot help: the client is closed
-// or etcd refuses the read (permission denied). Other errors are retried
-// with a growing pause.
-func (e *Entry) stillThere(ctx context.Context) int64 {
-	b := etcderr.Backoff{Min: retryMin, Max: retryMax}
-	for {
-		resp, err := e.cli.Get(ctx, e.key)
-		if err == nil {
-			if len(resp.Kvs) == 0 || resp.Kvs[0].CreateRevision != e.rev {
-				e.end(ErrGone)
-				return 0
-			}
-			return resp.Header.Revision + 1
-		}
-		if ctx.Err() != nil || e.hopeless(err) || b.Wait(ctx) != nil {
-			return 0
-		}
+// joinTxn is JoinIf's transaction: "if key is absent and the branch's
+// comparisons hold, put key, read the newest keys in scope and run the
+// branch's ops", each branch nested in the Else of the one before, and
+// last "read key and run t.Else".
+func (q *Queue) joinTxn(ctx context.Context, key, value string, ls *lease.Lease, t Terms) clientv3.Txn {
+	// The new key is the newest in the queue, so the newest keys in scope
+	// (less the key itself) are the nearest ahead of it; one more than the
+	// window tells whether the window holds them all.
+	limit := q.n + 2
+	if q.inScope(key) {
+		limit++
 	}
+	newest := clientv3.OpGet(q.scope, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(int64(limit)),
+		clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortDescend))
+	absent := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	next := append([]clientv3.Op{clientv3.OpGet(key, clientv3.WithKeysOnly())}, t.Else...)
+	var top clientv3.Op
+	for i := len(t.Branches) - 1; i >= 0; i-- {
+		b := t.Branches[i]
+		then := append([]clientv3.Op{clientv3.OpPut(key, value, clientv3.WithLease(ls.ID())), newest}, b.Also...)
+		top = clientv3.OpTxn(append([]clientv3.Cmp{absent}, b.If...), then, next)
+		next = []clientv3.Op{top}
+	}
+	cmps, then, els := top.Txn()
+	return q.cli.Txn(ctx).If(cmps...).Then(then...).Else(els...)
 }
 
-// hopeless reports whether a read or watch that failed with err would
-// fail again however often it is retried: the client is closed, or etcd
-// refuses it. The self-watch then stops; the entry still ends with its
-// lease, but a delete of its key by another client goes unseen.
-func (e *Entry) hopeless(err error) bool {
-	return e.cli.Ctx().Err() != nil || etcderr.Refused(err)
-}
-
-// Rebind makes lost, instead of the context given to Join, end the entry:
-// for a key moved to another lease.
-func (e *Entry) Rebind(lost context.Context) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.err != nil {
-		return
-	}
-	e.unbind()
-	e.unbind = context.AfterFunc(lost, func() { e.end(ErrGone) })
-}
-
-// stop ends the self-watch, or keeps it from starting, and returns a
-// function that waits until it has stopped.
-func (e *Entry) stop() (wait func()) {
-	e.mu.Lock()
-	unbind, timer := e.unbind, e.timer
-	e.mu.Unlock()
-	if unbind != nil {
-		unbind()
-	}
-	if timer == nil || timer.Stop() {
-		// It never started, and now never will.
-		e.stopOnce.Do(func() { close(e.stopped) })
-	}
-	return func() { <-e.stopped }
-}
-
-// Leave stops watching the key and deletes it if it is still this entry's.
-// It returns ErrGone if the key was already gone. If the delete fails, the
-// key may remain: Leave can be called again.
-func (e *Entry) Leave(ctx context.Context) error {
-	// Let the self-watch stop while the delete is on its way.
-	e.end(ErrLeft)
-	defer e.stop()()
-	resp, err := e.cli.Txn(ctx).If(e.Guard()).Then(clientv3.OpDelete(e.key)).Commit()
-	if err != nil {
-		return err
-	}
-	if !resp.Succeeded {
-		return ErrGone
-	}
-	return nil
-}
-
-// Close stops watching the key without deleting it: for callers that
-// delete it another way, such as revoking its lease.
-func (e *Entry) Close() {
-	e.end(ErrLeft)
-	e.stop()()
-}
-
-// removeDetached deletes the key if it is this entry's, with a context
-// bounded by etcderr.CleanupTimeout rather than the caller's.
-func (e *Entry) removeDetached() {
-	if e.cli.Ctx().Err() != nil {
-		return // a closed client cannot delete anything
-	}
-	ctx, cancel := etcderr.Cleanup(context.Background())
-	defer cancel()
-	cmp := clientv3.Compare(clientv3.CreateRevision(e.key), "!=", 0)
-	if e.rev != 0 {
-		cmp = e.Guard()
-	}
-	e.cli.Txn(ctx).If(cmp).Then(clientv3.OpDelete(e.key)).Commit()
-}
+// inScope reports whether key counts for the rule.
+func (q *Queue) inScope(key string) bool { return strings.HasPrefix(key, q.scope) }

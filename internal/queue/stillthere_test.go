@@ -38,7 +38,7 @@ func TestStillThereGivesUpOnErrorsThatStay(t *testing.T) {
 
 	for name, cli := range map[string]*clientv3.Client{"closed client": closed, "permission denied": nobody} {
 		t.Run(name, func(t *testing.T) {
-			e := newEntry(cli, "/q/", "/q/k", "", 0)
+			e := New(cli, "/q/", Rule{N: 1}).newEntry("/q/k", context.Background())
 			e.rev = 1
 			// Far longer than a refusal takes: a retry loop runs until it
 			// ends.
