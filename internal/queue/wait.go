@@ -81,13 +81,8 @@ func (e *Entry) Admitted() bool { return e.ahead.complete && len(e.ahead.keys) <
 // and starts again from a linearizable read. It must not be called
 // concurrently with itself or Recheck.
 func (e *Entry) Wait(ctx context.Context) error {
-	// Watches end with the wait: when it returns, ctx ends or the entry
-	// ends, so none can keep a call blocked on an unreachable etcd.
-	wctx, cancel := context.WithCancel(e.q.watchCtx)
-	defer cancel()
-	defer context.AfterFunc(ctx, cancel)()
-	defer context.AfterFunc(e.ended, cancel)()
-	w := &waiter{e: e, ctx: ctx, wctx: wctx, watching: map[int64]context.CancelFunc{}, events: make(chan event)}
+	w, stop := e.waiter(ctx)
+	defer stop()
 	return w.run()
 }
 
@@ -152,6 +147,22 @@ type waiter struct {
 	wctx     context.Context              // for watches: ends with ctx and the entry
 	watching map[int64]context.CancelFunc // by the key's create revision, or frontWatch
 	events   chan event
+}
+
+// waiter returns a waiter for one wait with ctx, and a function that
+// stops its watches. Watches end with the wait: when it returns, ctx ends
+// or the entry ends, so none can keep a call blocked on an unreachable
+// etcd.
+func (e *Entry) waiter(ctx context.Context) (*waiter, func()) {
+	wctx, cancel := context.WithCancel(e.q.watchCtx)
+	stopCtx := context.AfterFunc(ctx, cancel)
+	stopEnded := context.AfterFunc(e.ended, cancel)
+	w := &waiter{e: e, ctx: ctx, wctx: wctx, watching: map[int64]context.CancelFunc{}, events: make(chan event)}
+	return w, func() {
+		stopEnded()
+		stopCtx()
+		cancel()
+	}
 }
 
 // errAdmitted ends the wait loop.
@@ -310,20 +321,25 @@ func (w *waiter) watchWindow() error {
 }
 
 // deleted applies one revision's deletes in scope: the entry's own key,
-// which ends the entry, before keys ahead, which may admit it.
-func (w *waiter) deleted(keys []string, rev int64) error {
+// which ends the entry, before keys ahead, which may admit it. A delete
+// counts only for the key it ended, one created before it.
+func (w *waiter) deleted(dels []deletion, rev int64) error {
 	e := w.e
-	gone := make(map[string]bool, len(keys))
-	for _, k := range keys {
-		gone[k] = true
+	gone := make(map[string]int64, len(dels)) // key -> revision of its delete
+	for _, d := range dels {
+		gone[d.key] = d.rev
 	}
-	if gone[e.key] {
+	ended := func(key string, created int64) bool {
+		at, ok := gone[key]
+		return ok && at > created
+	}
+	if ended(e.key, e.rev) {
 		e.end(ErrGone)
 		return ErrGone
 	}
 	ahead := e.ahead.keys[:0]
 	for _, kv := range e.ahead.keys {
-		if !gone[string(kv.Key)] {
+		if !ended(string(kv.Key), kv.CreateRevision) {
 			ahead = append(ahead, kv)
 		}
 	}

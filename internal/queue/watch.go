@@ -23,10 +23,19 @@ var frontOpts = []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithFilterPu
 // event is a delete of a watched key, the deletes of one revision in
 // scope, or a broken watch (err set).
 type event struct {
-	id   int64    // the watch: the deleted key's create revision, or frontWatch
-	rev  int64    // the revision of the deletes
-	gone []string // for frontWatch, the keys deleted in one revision
+	id   int64      // the watch: the deleted key's create revision, or frontWatch
+	rev  int64      // the revision of the deletes
+	gone []deletion // for frontWatch, the deletes of one revision
 	err  error
+}
+
+// deletion is a delete of key at revision rev. It ended the key created
+// at a revision c only if rev > c: keys are reused (etcdlock names them by
+// slot), and a watch that a member behind the entry's join serves starts
+// below it, so it may report deletes of earlier keys of the same name.
+type deletion struct {
+	key string
+	rev int64
 }
 
 // watch is a watch that etcd confirmed, or why it did not start.
@@ -101,10 +110,11 @@ func (w *waiter) forward(ctx context.Context, id int64, ch clientv3.WatchChan) {
 			send(event{id: id, err: fmt.Errorf("%w: broke: %v", etcderr.ErrWatch, err)})
 			return
 		}
-		var gone []string
+		var gone []deletion
 		for _, ev := range wr.Events {
-			if ev.Type == mvccpb.DELETE {
-				gone = append(gone, string(ev.Kv.Key))
+			// A key's watch reports its key's end, not an earlier key's.
+			if ev.Type == mvccpb.DELETE && (id == frontWatch || ev.Kv.ModRevision > id) {
+				gone = append(gone, deletion{key: string(ev.Kv.Key), rev: ev.Kv.ModRevision})
 			}
 		}
 		switch {
