@@ -22,7 +22,7 @@ func within(t *testing.T, d time.Duration, what string, f func() error) error {
 	case err := <-done:
 		return err
 	case <-time.After(d):
-		t.Fatalf("%s still blocked after %v", what, d)
+		require.FailNowf(t, "a call waited behind another", "%s still blocked after %v", what, d)
 		return nil
 	}
 }

@@ -88,7 +88,7 @@ func TestWaiterDeletedInHandover(t *testing.T) {
 					guarded, gerr := admin.Txn(ctx).If(r.lk.Guard()).Commit()
 					require.NoError(t, gerr)
 					r.lk.Release(context.Background())
-					t.Fatalf("round %d: admitted with a key that is gone (its guard holds: %v)", round, guarded.Succeeded)
+					require.FailNowf(t, "admitted with a key that is gone", "round %d: its guard holds: %v", round, guarded.Succeeded)
 				}
 				require.ErrorIs(t, r.err, etcdlock.ErrLockLost, "round %d", round)
 				// The holder's loss is another test's subject.

@@ -2,10 +2,11 @@ package etcdlock_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -27,18 +28,13 @@ func authCluster(t *testing.T) (root, app, reader, nobody *clientv3.Client) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
 	root, err := c.EnableAuth(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if app, err = c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
-		t.Fatal(err)
-	}
-	if reader, err = c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
-		t.Fatal(err)
-	}
-	if nobody, err = c.AddUser(ctx, "nobody"); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	app, err = c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
+	require.NoError(t, err)
+	reader, err = c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)})
+	require.NoError(t, err)
+	nobody, err = c.AddUser(ctx, "nobody")
+	require.NoError(t, err)
 	return root, app, reader, nobody
 }
 
@@ -59,38 +55,29 @@ func testAuthPrefixUser(t *testing.T, root, app *clientv3.Client) {
 	l := newLocker(t, app)
 	for _, auto := range []bool{false, true} {
 		lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "auth", TTL: 5 * time.Second, AutoRefresh: auto})
-		if err != nil {
-			t.Fatalf("Lock (AutoRefresh=%v): %v", auto, err)
+		require.NoError(t, err, "Lock (AutoRefresh=%v)", auto)
+		assert.NoError(t, lk.Refresh(ctx, 5*time.Second), "Refresh")
+		ok, err := lk.IsValid(ctx)
+		assert.NoError(t, err, "IsValid")
+		assert.True(t, ok, "IsValid")
+		info, err := l.Inspect(ctx, "auth")
+		if assert.NoError(t, err, "Inspect") && assert.NotNil(t, info.Holder, "Inspect") {
+			assert.Equal(t, lk.Token(), info.Holder.Token, "Inspect")
 		}
-		if err := lk.Refresh(ctx, 5*time.Second); err != nil {
-			t.Errorf("Refresh: %v", err)
-		}
-		if ok, err := lk.IsValid(ctx); !ok || err != nil {
-			t.Errorf("IsValid: %v %v", ok, err)
-		}
-		if info, err := l.Inspect(ctx, "auth"); err != nil || info.Holder == nil || info.Holder.Token != lk.Token() {
-			t.Errorf("Inspect: %+v %v", info, err)
-		}
-		if _, ok, err := l.TryLock(ctx, "auth", time.Second); ok || err != nil {
-			t.Errorf("TryLock of a held lock: %v %v", ok, err)
-		}
-		if err := lk.Release(ctx); err != nil {
-			t.Errorf("Release: %v", err)
-		}
+		_, ok, err = l.TryLock(ctx, "auth", time.Second)
+		assert.NoError(t, err, "TryLock of a held lock")
+		assert.False(t, ok, "TryLock of a held lock")
+		assert.NoError(t, lk.Release(ctx), "Release")
 	}
 	ran := false
-	if err := etcdlock.NewManager(l).WithLock(ctx, "auth", 5*time.Second, func(context.Context) error {
+	err := etcdlock.NewManager(l).WithLock(ctx, "auth", 5*time.Second, func(context.Context) error {
 		ran = true
 		return nil
-	}); err != nil || !ran {
-		t.Errorf("WithLock: %v (ran %v)", err, ran)
-	}
-	if err := l.Close(); err != nil {
-		t.Errorf("Close: %v", err)
-	}
-	if n := testkit.CountKeys(t, root, etcdlock.DefaultPrefix); n != 0 {
-		t.Errorf("%d keys left", n)
-	}
+	})
+	assert.NoError(t, err, "WithLock")
+	assert.True(t, ran, "WithLock ran fn")
+	assert.NoError(t, l.Close(), "Close")
+	assert.Zero(t, testkit.CountKeys(t, root, etcdlock.DefaultPrefix), "keys left")
 }
 
 // testAuthNoRights: a user without rights on the prefix gets
@@ -126,24 +113,16 @@ func testAuthNoRights(t *testing.T, root, reader, nobody *clientv3.Client) {
 				err := call(ctx)
 				took := time.Since(start)
 				cancel()
-				if !errors.Is(err, rpctypes.ErrPermissionDenied) {
-					t.Errorf("%s: want an error wrapping rpctypes.ErrPermissionDenied, got %v", name, err)
-				}
-				if took > authPrompt {
-					t.Errorf("%s took %v to be refused", name, took)
-				}
+				assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, name)
+				assert.LessOrEqual(t, took, authPrompt, "%s must be refused at once", name)
 				t.Logf("%s refused in %v: %v", name, took.Round(time.Millisecond), err)
 			}
-			if err := l.Close(); err != nil {
-				t.Errorf("Close: %v", err)
-			}
+			assert.NoError(t, l.Close(), "Close")
 			ctx := testkit.Context(t)
-			if n := testkit.CountKeys(t, root, etcdlock.DefaultPrefix); n != 0 {
-				t.Errorf("%d keys left", n)
-			}
-			if resp, err := root.Leases(ctx); err != nil || len(resp.Leases) != 0 {
-				t.Errorf("leases left: %v %v", resp, err)
-			}
+			assert.Zero(t, testkit.CountKeys(t, root, etcdlock.DefaultPrefix), "keys left")
+			resp, err := root.Leases(ctx)
+			assert.NoError(t, err)
+			assert.Empty(t, resp.Leases, "leases left")
 		})
 	}
 }
@@ -155,28 +134,19 @@ func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
 	ctx := testkit.Context(t)
 	l := newLocker(t, app)
 	lk, err := l.Lock(ctx, "revoked", time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := root.RoleRevokePermission(ctx, "app", "/leasekit/", clientv3.GetPrefixRangeEnd("/leasekit/")); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	_, err = root.RoleRevokePermission(ctx, "app", "/leasekit/", clientv3.GetPrefixRangeEnd("/leasekit/"))
+	require.NoError(t, err)
 	start := time.Now()
-	err = lk.Release(ctx)
-	if !errors.Is(err, rpctypes.ErrPermissionDenied) || time.Since(start) > authPrompt {
-		t.Errorf("Release without rights: want ErrPermissionDenied at once, got %v after %v", err, time.Since(start))
-	}
+	assert.ErrorIs(t, lk.Release(ctx), rpctypes.ErrPermissionDenied, "Release without rights")
+	assert.LessOrEqual(t, time.Since(start), authPrompt, "Release without rights is refused at once")
 	// The change of rights makes every client log in again, which takes
 	// a second under the race detector: a short TTL would not survive it.
 	other := newLocker(t, root)
 	next, err := other.LockWithOptions(ctx, etcdlock.LockOptions{Key: "revoked", TTL: 5 * time.Second, AutoRefresh: true,
 		Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatalf("the lock of a holder without rights never freed: %v", err)
-	}
-	if err := next.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "the lock of a holder without rights never freed")
+	require.NoError(t, next.Release(ctx))
 }
 
 // TestStaleHandleCannotTouchNewHold: a holder can never release or
@@ -204,17 +174,12 @@ func TestStaleHandleCannotTouchNewHold(t *testing.T) {
 			}
 			opts := etcdlock.LockOptions{Key: "stale", TTL: 5 * time.Second, AutoRefresh: tc.auto}
 			stale, err := a.LockWithOptions(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			info, err := a.Inspect(ctx, "stale")
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			// The lease goes, as by expiry; the holder is told.
-			if _, err := c.Client().Revoke(ctx, clientv3.LeaseID(info.Holder.LeaseID)); err != nil {
-				t.Fatal(err)
-			}
+			_, err = c.Client().Revoke(ctx, clientv3.LeaseID(info.Holder.LeaseID))
+			require.NoError(t, err)
 			<-stale.Done()
 			if tc.auto && tc.sameOwner {
 				// Another TTL, so another shared lease: the Locker may not
@@ -223,61 +188,37 @@ func TestStaleHandleCannotTouchNewHold(t *testing.T) {
 				opts.TTL = 6 * time.Second
 			}
 			fresh, err := b.LockWithOptions(ctx, opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := stale.Refresh(ctx, 5*time.Second); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("stale Refresh: want ErrNotHeld, got %v", err)
-			}
-			if err := stale.Refresh(ctx, 7*time.Second); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("stale Refresh to another TTL: want ErrNotHeld, got %v", err)
-			}
-			if err := stale.Release(ctx); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("stale Release: want ErrNotHeld, got %v", err)
-			}
-			if err := stale.Release(ctx); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("stale Release again: want ErrNotHeld, got %v", err)
-			}
+			require.NoError(t, err)
+			assert.ErrorIs(t, stale.Refresh(ctx, 5*time.Second), etcdlock.ErrNotHeld, "stale Refresh")
+			assert.ErrorIs(t, stale.Refresh(ctx, 7*time.Second), etcdlock.ErrNotHeld, "stale Refresh to another TTL")
+			assert.ErrorIs(t, stale.Release(ctx), etcdlock.ErrNotHeld, "stale Release")
+			assert.ErrorIs(t, stale.Release(ctx), etcdlock.ErrNotHeld, "stale Release again")
 			resp, err := c.Client().Txn(ctx).If(stale.Guard()).Commit()
-			if err != nil || resp.Succeeded {
-				t.Errorf("stale Guard holds: %v", err)
+			if assert.NoError(t, err) {
+				assert.False(t, resp.Succeeded, "stale Guard holds")
 			}
-			if ok, err := fresh.IsValid(ctx); !ok || err != nil {
-				t.Errorf("the new hold was disturbed: %v %v", ok, err)
-			}
+			ok, err := fresh.IsValid(ctx)
+			assert.NoError(t, err)
+			assert.True(t, ok, "the new hold was disturbed")
 			info, err = a.Inspect(ctx, "stale")
-			if err != nil || info.Holder == nil || info.Holder.Token != fresh.Token() {
-				t.Errorf("Inspect after the stale calls: %+v %v", info.Holder, err)
+			if assert.NoError(t, err) && assert.NotNil(t, info.Holder, "Inspect after the stale calls") {
+				assert.Equal(t, fresh.Token(), info.Holder.Token, "Inspect after the stale calls")
 			}
-			if err := fresh.Release(ctx); err != nil {
-				t.Errorf("Release of the new hold: %v", err)
-			}
+			assert.NoError(t, fresh.Release(ctx), "Release of the new hold")
 		})
 	}
 	// A released handle of a reused slot: the same Locker's next hold of
 	// the name reuses the key, with a new create revision.
 	l := newLocker(t, c.Client())
 	old, err := l.Lock(ctx, "reuse", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Release(ctx); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, old.Release(ctx))
 	cur, err := l.Lock(ctx, "reuse", 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := old.Release(ctx); !errors.Is(err, etcdlock.ErrNotHeld) {
-		t.Errorf("second Release of a reused slot's old handle: %v", err)
-	}
-	if err := old.Refresh(ctx, 5*time.Second); !errors.Is(err, etcdlock.ErrNotHeld) {
-		t.Errorf("Refresh of a reused slot's old handle: %v", err)
-	}
-	if ok, err := cur.IsValid(ctx); !ok || err != nil {
-		t.Errorf("the new hold was disturbed: %v %v", ok, err)
-	}
-	if err := cur.Release(ctx); err != nil {
-		t.Error(err)
-	}
+	require.NoError(t, err)
+	assert.ErrorIs(t, old.Release(ctx), etcdlock.ErrNotHeld, "second Release of a reused slot's old handle")
+	assert.ErrorIs(t, old.Refresh(ctx, 5*time.Second), etcdlock.ErrNotHeld, "Refresh of a reused slot's old handle")
+	ok, err := cur.IsValid(ctx)
+	assert.NoError(t, err)
+	assert.True(t, ok, "the new hold was disturbed")
+	assert.NoError(t, cur.Release(ctx))
 }

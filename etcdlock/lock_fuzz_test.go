@@ -1,13 +1,12 @@
 package etcdlock_test
 
 import (
-	"errors"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
+	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
@@ -35,40 +34,31 @@ func FuzzLockName(f *testing.F) {
 	}
 	c := embedtest.New(f)
 	l, err := etcdlock.New(c.Client())
-	if err != nil {
-		f.Fatal(err)
-	}
+	require.NoError(f, err)
 	f.Cleanup(func() { l.Close() })
 	f.Fuzz(func(t *testing.T, name string) {
 		ctx := testkit.Context(t)
 		lk, ok, err := l.TryLock(ctx, name, 5*time.Second)
 		if !validName(name) {
-			if !errors.Is(err, etcdlock.ErrInvalidKey) || ok || lk != nil {
-				t.Fatalf("TryLock(%q) = %v, %v; want ErrInvalidKey", name, ok, err)
-			}
-			if _, err := l.Inspect(ctx, name); !errors.Is(err, etcdlock.ErrInvalidKey) {
-				t.Fatalf("Inspect(%q): %v", name, err)
-			}
+			require.ErrorIs(t, err, etcdlock.ErrInvalidKey, "TryLock(%q)", name)
+			require.False(t, ok, "TryLock(%q)", name)
+			require.Nil(t, lk, "TryLock(%q)", name)
+			_, err := l.Inspect(ctx, name)
+			require.ErrorIs(t, err, etcdlock.ErrInvalidKey, "Inspect(%q)", name)
 			return
 		}
-		if err != nil || !ok {
-			t.Fatalf("TryLock(%q) = %v, %v", name, ok, err)
-		}
+		require.NoError(t, err, "TryLock(%q)", name)
+		require.True(t, ok, "TryLock(%q)", name)
 		info, err := l.Inspect(ctx, name)
-		if err != nil || info.Holder == nil || info.Holder.Token != lk.Token() || len(info.Waiters) != 0 {
-			t.Fatalf("Inspect(%q) = %+v, %v", name, info, err)
-		}
+		require.NoError(t, err, "Inspect(%q)", name)
+		require.NotNil(t, info.Holder, "Inspect(%q)", name)
+		require.Equal(t, lk.Token(), info.Holder.Token, "Inspect(%q)", name)
+		require.Empty(t, info.Waiters, "Inspect(%q)", name)
 		rest, ok := strings.CutPrefix(info.Holder.EtcdKey, etcdlock.DefaultPrefix)
-		if !ok || strings.Count(rest, "/") != 1 || strings.HasPrefix(rest, "/") {
-			t.Fatalf("the key of %q is %q: not one segment and one member under the prefix", name, info.Holder.EtcdKey)
-		}
-		if err := lk.Release(ctx); err != nil {
-			t.Fatalf("Release(%q): %v", name, err)
-		}
-		resp, err := c.Client().Get(ctx, etcdlock.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil || resp.Count != 0 {
-			t.Fatalf("keys left after Release(%q): %v %v", name, resp, err)
-		}
+		require.True(t, ok && strings.Count(rest, "/") == 1 && !strings.HasPrefix(rest, "/"),
+			"the key of %q is %q: not one segment and one member under the prefix", name, info.Holder.EtcdKey)
+		require.NoError(t, lk.Release(ctx), "Release(%q)", name)
+		require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "keys left after Release(%q)", name)
 	})
 }
 
@@ -82,9 +72,7 @@ func FuzzNamesDisjoint(f *testing.F) {
 	}
 	c := embedtest.New(f)
 	l, err := etcdlock.New(c.Client())
-	if err != nil {
-		f.Fatal(err)
-	}
+	require.NoError(f, err)
 	f.Cleanup(func() { l.Close() })
 	f.Fuzz(func(t *testing.T, a, b string) {
 		if !validName(a) || !validName(b) {
@@ -92,17 +80,12 @@ func FuzzNamesDisjoint(f *testing.F) {
 		}
 		ctx := testkit.Context(t)
 		la, ok, err := l.TryLock(ctx, a, 5*time.Second)
-		if err != nil || !ok {
-			t.Fatalf("TryLock(%q) = %v, %v", a, ok, err)
-		}
+		require.NoError(t, err, "TryLock(%q)", a)
+		require.True(t, ok, "TryLock(%q)", a)
 		defer la.Release(ctx)
 		lb, ok, err := l.TryLock(ctx, b, 5*time.Second)
-		if err != nil {
-			t.Fatalf("TryLock(%q): %v", b, err)
-		}
-		if ok != (a != b) {
-			t.Fatalf("with %q held, TryLock(%q) = %v", a, b, ok)
-		}
+		require.NoError(t, err, "TryLock(%q)", b)
+		require.Equal(t, a != b, ok, "with %q held, TryLock(%q)", a, b)
 		if lb != nil {
 			lb.Release(ctx)
 		}
@@ -120,27 +103,25 @@ func FuzzForeignQueueValue(f *testing.F) {
 	}
 	c := embedtest.New(f)
 	l, err := etcdlock.New(c.Client())
-	if err != nil {
-		f.Fatal(err)
-	}
+	require.NoError(f, err)
 	f.Cleanup(func() { l.Close() })
 	const name = "foreign"
 	key := etcdlock.DefaultPrefix + name + "/stranger"
 	f.Fuzz(func(t *testing.T, v []byte) {
 		ctx := testkit.Context(t)
-		if _, err := c.Client().Put(ctx, key, string(v)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c.Client().Put(ctx, key, string(v))
+		require.NoError(t, err)
 		defer c.Client().Delete(ctx, key)
 		info, err := l.Inspect(ctx, name)
-		if err != nil || info.Holder == nil || info.Holder.EtcdKey != key || info.Holder.LeaseID != 0 {
-			t.Fatalf("Inspect with a foreign holder: %+v, %v", info, err)
+		require.NoError(t, err, "Inspect with a foreign holder")
+		require.NotNil(t, info.Holder, "Inspect with a foreign holder")
+		require.Equal(t, key, info.Holder.EtcdKey, "Inspect with a foreign holder")
+		require.Zero(t, info.Holder.LeaseID, "Inspect with a foreign holder")
+		lk, ok, err := l.TryLock(ctx, name, 5*time.Second)
+		if lk != nil {
+			lk.Release(ctx)
 		}
-		if lk, ok, err := l.TryLock(ctx, name, 5*time.Second); ok || err != nil {
-			if lk != nil {
-				lk.Release(ctx)
-			}
-			t.Fatalf("TryLock with a foreign holder = %v, %v", ok, err)
-		}
+		require.NoError(t, err, "TryLock with a foreign holder")
+		require.False(t, ok, "TryLock with a foreign holder")
 	})
 }

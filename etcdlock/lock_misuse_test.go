@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
@@ -50,7 +52,7 @@ func (env *misuseEnv) call(t *testing.T, what string, f func(ctx context.Context
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v", p)
-				t.Errorf("%s panicked: %v\n%s", what, p, debug.Stack())
+				assert.Failf(t, "a call panicked", "%s panicked: %v\n%s", what, p, debug.Stack())
 			}
 		}()
 		err = f(ctx)
@@ -63,7 +65,7 @@ func (env *misuseEnv) call(t *testing.T, what string, f func(ctx context.Context
 		}
 		return err
 	case <-time.After(misuseCtx + misuseSlack):
-		t.Fatalf("%s still running %v after its context ended", what, misuseSlack)
+		require.FailNowf(t, "a call outlived its context", "%s still running %v after its context ended", what, misuseSlack)
 		return nil
 	}
 }
@@ -76,9 +78,7 @@ func (env *misuseEnv) lock(t *testing.T, l *etcdlock.Locker, opts etcdlock.LockO
 		lk, err = l.LockWithOptions(ctx, opts)
 		return err
 	})
-	if err != nil {
-		t.Fatalf("lock %q: %v", opts.Key, err)
-	}
+	require.NoError(t, err, "lock %q", opts.Key)
 	return lk
 }
 
@@ -89,16 +89,15 @@ func (env *misuseEnv) revoke(t *testing.T, lk etcdlock.Lock) {
 	ctx, cancel := context.WithTimeout(context.Background(), misuseCtx)
 	defer cancel()
 	info, err := env.l.Inspect(ctx, lk.Key())
-	if err != nil || info.Holder == nil || info.Holder.Token != lk.Token() {
-		t.Fatalf("inspect %q: %+v %v", lk.Key(), info.Holder, err)
-	}
-	if _, err := env.cli.Revoke(ctx, clientv3.LeaseID(info.Holder.LeaseID)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "inspect %q", lk.Key())
+	require.NotNil(t, info.Holder, "inspect %q", lk.Key())
+	require.Equal(t, lk.Token(), info.Holder.Token, "inspect %q", lk.Key())
+	_, err = env.cli.Revoke(ctx, clientv3.LeaseID(info.Holder.LeaseID))
+	require.NoError(t, err)
 	select {
 	case <-lk.Done():
 	case <-ctx.Done():
-		t.Fatal("the holder was not told its lease was revoked")
+		require.FailNow(t, "the holder was not told its lease was revoked")
 	}
 }
 
@@ -108,9 +107,7 @@ func (env *misuseEnv) leases(t *testing.T) int {
 	ctx, cancel := context.WithTimeout(context.Background(), misuseCtx)
 	defer cancel()
 	resp, err := env.cli.Leases(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return len(resp.Leases)
 }
 
@@ -118,9 +115,7 @@ func (env *misuseEnv) leases(t *testing.T) int {
 func (env *misuseEnv) closedClient(t *testing.T) *clientv3.Client {
 	t.Helper()
 	cli, err := env.c.NewClient()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cli.Close()
 	return cli
 }
@@ -141,9 +136,8 @@ func concurrently(t *testing.T, env *misuseEnv, calls map[string]func(ctx contex
 	var wg sync.WaitGroup
 	for name, f := range calls {
 		wg.Go(func() {
-			if err := env.call(t, name, f); !ok(err) {
-				t.Errorf("%s: unexpected error %v", name, err)
-			}
+			err := env.call(t, name, f)
+			assert.True(t, ok(err), "%s: unexpected error %v", name, err)
 		})
 	}
 	wg.Wait()
@@ -162,8 +156,7 @@ func lockWith(opts etcdlock.LockOptions) func(t *testing.T, env *misuseEnv) erro
 	return func(t *testing.T, env *misuseEnv) error {
 		return env.call(t, "Lock", func(ctx context.Context) error {
 			lk, err := env.l.LockWithOptions(ctx, opts)
-			if lk != nil {
-				t.Errorf("Lock returned a lock with error %v", err)
+			if !assert.Nil(t, lk, "Lock returned a lock with error %v", err) {
 				lk.Release(ctx)
 			}
 			if err != nil {
@@ -171,9 +164,9 @@ func lockWith(opts etcdlock.LockOptions) func(t *testing.T, env *misuseEnv) erro
 			}
 			// TryLock takes the same input the same way.
 			lk2, ok, err2 := env.l.TryLockWithOptions(ctx, opts)
-			if lk2 != nil || ok || !errors.Is(err2, err) {
-				t.Errorf("TryLock disagrees with Lock: %v, %v", ok, err2)
-			}
+			assert.Nil(t, lk2, "TryLock disagrees with Lock")
+			assert.False(t, ok, "TryLock disagrees with Lock")
+			assert.ErrorIs(t, err2, err, "TryLock disagrees with Lock")
 			return err
 		})
 	}
@@ -197,9 +190,7 @@ func misuseCases() []misuseCase {
 	meta := func(n int) map[string]string { return map[string]string{"blob": strings.Repeat("x", n)} }
 	grantedTTL := func(want time.Duration) func(t *testing.T, lk etcdlock.Lock) {
 		return func(t *testing.T, lk etcdlock.Lock) {
-			if lk.TTL() != want {
-				t.Errorf("TTL() = %v, want %v", lk.TTL(), want)
-			}
+			assert.Equal(t, want, lk.TTL(), "TTL()")
 		}
 	}
 	return []misuseCase{
@@ -274,9 +265,8 @@ func misuseCases() []misuseCase {
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
 			_, err := env.l.Lock(ctx, "k", ttl)
-			if _, _, err2 := env.l.TryLock(ctx, "k", ttl); !errors.Is(err2, context.Canceled) {
-				t.Errorf("TryLock: %v", err2)
-			}
+			_, _, err2 := env.l.TryLock(ctx, "k", ttl)
+			assert.ErrorIs(t, err2, context.Canceled, "TryLock")
 			return err
 		}},
 		{name: "ctx already expired", want: context.DeadlineExceeded, run: func(t *testing.T, env *misuseEnv) error {
@@ -305,28 +295,20 @@ func misuseCases() []misuseCase {
 		// Handles.
 		{name: "Release twice", want: etcdlock.ErrNotHeld, run: func(t *testing.T, env *misuseEnv) error {
 			lk := env.lock(t, env.l, key("twice"))
-			if err := env.call(t, "Release", lk.Release); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, env.call(t, "Release", lk.Release))
 			return env.call(t, "Release", lk.Release)
 		}},
 		{name: "Refresh after Release", want: etcdlock.ErrNotHeld, run: func(t *testing.T, env *misuseEnv) error {
 			lk := env.lock(t, env.l, key("refresh"))
-			if err := env.call(t, "Release", lk.Release); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, env.call(t, "Release", lk.Release))
 			return env.call(t, "Refresh", func(ctx context.Context) error { return lk.Refresh(ctx, ttl) })
 		}},
 		{name: "Refresh after the lease was revoked (lock lost)", want: etcdlock.ErrNotHeld, run: func(t *testing.T, env *misuseEnv) error {
 			lk := env.lock(t, env.l, key("lost"))
 			env.revoke(t, lk)
-			if !errors.Is(lk.Err(), etcdlock.ErrLockLost) {
-				t.Errorf("Err() = %v, want ErrLockLost", lk.Err())
-			}
+			assert.ErrorIs(t, lk.Err(), etcdlock.ErrLockLost, "Err()")
 			err := env.call(t, "Refresh", func(ctx context.Context) error { return lk.Refresh(ctx, ttl) })
-			if err2 := env.call(t, "Release", lk.Release); !errors.Is(err2, etcdlock.ErrNotHeld) {
-				t.Errorf("Release after loss: %v", err2)
-			}
+			assert.ErrorIs(t, env.call(t, "Release", lk.Release), etcdlock.ErrNotHeld, "Release after loss")
 			return err
 		}},
 		{name: "IsValid and a guarded write after loss (AutoRefresh)", run: func(t *testing.T, env *misuseEnv) error {
@@ -351,35 +333,25 @@ func misuseCases() []misuseCase {
 		// Use after Close.
 		{name: "Lock, TryLock after Locker.Close", want: etcdlock.ErrClosed, run: func(t *testing.T, env *misuseEnv) error {
 			l, err := etcdlock.New(env.cli)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			l.Close()
-			if _, _, err := l.TryLock(context.Background(), "k", ttl); !errors.Is(err, etcdlock.ErrClosed) {
-				t.Errorf("TryLock: %v", err)
-			}
+			_, _, err = l.TryLock(context.Background(), "k", ttl)
+			assert.ErrorIs(t, err, etcdlock.ErrClosed, "TryLock")
 			return env.call(t, "Lock", func(ctx context.Context) error { _, err := l.Lock(ctx, "k", ttl); return err })
 		}},
 		{name: "Locker.Close twice", run: func(t *testing.T, env *misuseEnv) error {
 			l, err := etcdlock.New(env.cli)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
+			require.NoError(t, l.Close())
 			return l.Close()
 		}},
 		{name: "Release, Refresh of a lock after Locker.Close", want: etcdlock.ErrNotHeld, run: func(t *testing.T, env *misuseEnv) error {
 			l, err := etcdlock.New(env.cli)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			lk := env.lock(t, l, key("closed"))
 			l.Close()
-			if err := env.call(t, "Refresh", func(ctx context.Context) error { return lk.Refresh(ctx, ttl) }); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("Refresh: %v", err)
-			}
+			err = env.call(t, "Refresh", func(ctx context.Context) error { return lk.Refresh(ctx, ttl) })
+			assert.ErrorIs(t, err, etcdlock.ErrNotHeld, "Refresh")
 			return env.call(t, "Release", lk.Release)
 		}},
 
@@ -388,9 +360,7 @@ func misuseCases() []misuseCase {
 		// its context ends.
 		{name: "Lock, TryLock, Inspect with a closed etcd client", run: func(t *testing.T, env *misuseEnv) error {
 			l, err := etcdlock.New(env.closedClient(t))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			defer l.Close()
 			return concurrently(t, env, map[string]func(ctx context.Context) error{
 				"Lock": func(ctx context.Context) error { _, err := l.Lock(ctx, "k", ttl); return err },
@@ -404,13 +374,9 @@ func misuseCases() []misuseCase {
 		}},
 		{name: "Refresh, Release, Locker.Close after the etcd client was closed", run: func(t *testing.T, env *misuseEnv) error {
 			cli, err := env.c.NewClient()
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			l, err := etcdlock.New(cli)
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			own := env.lock(t, l, etcdlock.LockOptions{Key: "own", TTL: time.Minute})
 			auto := env.lock(t, l, etcdlock.LockOptions{Key: "auto", TTL: time.Second, AutoRefresh: true})
 			cli.Close()
@@ -423,9 +389,7 @@ func misuseCases() []misuseCase {
 			if err := env.call(t, "Close", func(context.Context) error { return l.Close() }); err != nil {
 				t.Logf("Close: %v", err)
 			}
-			if err := env.call(t, "Release", own.Release); !errors.Is(err, etcdlock.ErrNotHeld) {
-				t.Errorf("Release after Close: %v", err)
-			}
+			assert.ErrorIs(t, env.call(t, "Release", own.Release), etcdlock.ErrNotHeld, "Release after Close")
 			// What the closed client could not delete goes with its lease.
 			for _, lk := range []etcdlock.Lock{own, auto} {
 				info, ierr := env.l.Inspect(context.Background(), lk.Key())
@@ -459,22 +423,16 @@ func TestMisuse(t *testing.T) {
 	for _, tc := range misuseCases() {
 		t.Run(tc.name, func(t *testing.T) {
 			err := tc.run(t, env)
-			switch {
-			case tc.want == nil && err != nil:
-				t.Errorf("want no error, got %v", err)
-			case tc.want != nil && !errors.Is(err, tc.want):
-				t.Errorf("want an error wrapping %v, got %v", tc.want, err)
-			default:
-				t.Logf("→ %v", err)
+			if tc.want == nil {
+				assert.NoError(t, err)
+			} else {
+				assert.ErrorIs(t, err, tc.want)
 			}
+			t.Logf("→ %v", err)
 			// Nothing is left behind: no key, and no lease beyond the
 			// shared AutoRefresh leases of the table's own Lockers.
-			if n := testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix); n != 0 {
-				t.Errorf("%d keys left behind", n)
-			}
-			if n := env.leases(t); n > baseline+2 {
-				t.Errorf("%d leases left behind", n-baseline)
-			}
+			assert.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "keys left behind")
+			assert.LessOrEqual(t, env.leases(t), baseline+2, "leases left behind")
 		})
 	}
 }
@@ -488,9 +446,7 @@ func TestMisuseNilOption(t *testing.T) {
 		_, err := etcdlock.New(c.Client(), nil)
 		return err
 	})
-	if !errors.Is(err, etcdlock.ErrInvalidOption) {
-		t.Fatalf("want ErrInvalidOption, got %v", err)
-	}
+	require.ErrorIs(t, err, etcdlock.ErrInvalidOption)
 }
 
 // TestMisuseInspectAfterClose: Close's doc says later calls return
@@ -498,13 +454,10 @@ func TestMisuseNilOption(t *testing.T) {
 func TestMisuseInspectAfterClose(t *testing.T) {
 	c := embedtest.New(t)
 	l, err := etcdlock.New(c.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	l.Close()
-	if _, err := l.Inspect(testkit.Context(t), "k"); !errors.Is(err, etcdlock.ErrClosed) {
-		t.Fatalf("want ErrClosed, got %v", err)
-	}
+	_, err = l.Inspect(testkit.Context(t), "k")
+	require.ErrorIs(t, err, etcdlock.ErrClosed)
 }
 
 // TestMisuseTTLLockOutwaitsItsTTL: a lock without AutoRefresh puts its
@@ -518,21 +471,15 @@ func TestMisuseTTLLockOutwaitsItsTTL(t *testing.T) {
 	holder := newLocker(t, c.Client())
 	waiter := newLocker(t, c.Client())
 	held, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: 5 * time.Second, AutoRefresh: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	// The holder keeps the lock for twice the waiter's TTL: a schedule,
 	// not a wait for a condition.
 	release := time.AfterFunc(2*time.Second, func() { held.Release(context.Background()) })
 	defer release.Stop()
 	lk, err := waiter.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: time.Second, Timeout: 10 * time.Second})
-	if err != nil {
-		t.Fatalf("a waiter whose ctx allows 10s gave up after its 1s TTL: %v", err)
-	}
+	require.NoError(t, err, "a waiter whose ctx allows 10s gave up after its 1s TTL")
 	defer lk.Release(ctx)
-	if left := time.Until(lk.ExpiresAt()); left < 900*time.Millisecond {
-		t.Fatalf("the lock was acquired with %v left of its 1s TTL", left)
-	}
+	require.GreaterOrEqual(t, time.Until(lk.ExpiresAt()), 900*time.Millisecond, "the lock was acquired with too little left of its 1s TTL")
 }
 
 // TestMisuseFailedReleaseOrphansAutoRefreshKey: Release of an AutoRefresh
@@ -546,28 +493,20 @@ func TestMisuseFailedReleaseOrphansAutoRefreshKey(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
 	p, err := c.NewProxy(0)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	holder := newLocker(t, cli)
 	other := newLocker(t, c.Client())
 	const ttl = 5 * time.Second
 	lk, err := holder.LockWithOptions(ctx, etcdlock.LockOptions{Key: "orphan", TTL: ttl, AutoRefresh: true})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	p.Cut()
 	rctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	err = lk.Release(rctx)
 	cancel()
 	p.Heal()
-	if err == nil {
-		t.Fatal("Release through a cut connection succeeded")
-	}
+	require.Error(t, err, "Release through a cut connection succeeded")
 	if err := lk.Release(ctx); err == nil || errors.Is(err, etcdlock.ErrNotHeld) {
 		// A retry that is refused cannot clean up either; fine if the
 		// lock is free anyway, which the wait below checks.
@@ -576,9 +515,7 @@ func TestMisuseFailedReleaseOrphansAutoRefreshKey(t *testing.T) {
 	// However the failed Release ended, the lock must be free within the
 	// TTL, as a crashed holder's would be.
 	next, err := other.LockWithOptions(ctx, etcdlock.LockOptions{Key: "orphan", TTL: ttl, AutoRefresh: true, Timeout: 2 * ttl})
-	if err != nil {
-		t.Fatalf("the lock is still blocked %v after a failed Release: %v", 2*ttl, err)
-	}
+	require.NoError(t, err, "the lock is still blocked %v after a failed Release", 2*ttl)
 	next.Release(ctx)
 }
 
@@ -597,8 +534,6 @@ func TestMisuseLockAfterSharedLeaseLost(t *testing.T) {
 	lk := env.lock(t, env.l, opts)
 	env.revoke(t, lk)
 	next, err := env.l.LockWithOptions(ctx, opts)
-	if err != nil {
-		t.Fatalf("Lock after the shared lease was revoked: %v", err)
-	}
+	require.NoError(t, err, "Lock after the shared lease was revoked")
 	next.Release(ctx)
 }

@@ -2,9 +2,11 @@ package etcdlock_test
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
@@ -23,17 +25,14 @@ func TestMisuseWithLockPanickingFn(t *testing.T) {
 	m := etcdlock.NewManager(newLocker(t, c.Client()))
 	func() {
 		defer func() {
-			if recover() == nil {
-				t.Error("the panic did not reach the caller")
-			}
+			assert.NotNil(t, recover(), "the panic did not reach the caller")
 		}()
 		m.WithLock(ctx, "panics", 5*time.Second, func(context.Context) error { panic("boom") })
 	}()
 	other := newLocker(t, c.Client())
 	lk, ok, err := other.TryLock(ctx, "panics", 5*time.Second)
-	if err != nil || !ok {
-		t.Fatalf("the lock is still held after fn panicked: %v %v", ok, err)
-	}
+	require.NoError(t, err)
+	require.True(t, ok, "the lock is still held after fn panicked")
 	lk.Release(ctx)
 }
 
@@ -45,19 +44,14 @@ func TestMisuseManagerNilInputs(t *testing.T) {
 	ctx := testkit.Context(t)
 	env := &misuseEnv{c: c, cli: c.Client()}
 	m := etcdlock.NewManager(newLocker(t, c.Client()))
-	if err := env.call(t, "WithLock", func(ctx context.Context) error {
-		return m.WithLock(ctx, "nil-fn", 5*time.Second, nil)
-	}); err == nil {
-		t.Error("WithLock with a nil fn: no error")
-	}
-	if n := testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix); n != 0 {
-		t.Errorf("WithLock with a nil fn left %d keys", n)
-	}
 	err := env.call(t, "WithLock", func(ctx context.Context) error {
+		return m.WithLock(ctx, "nil-fn", 5*time.Second, nil)
+	})
+	assert.Error(t, err, "WithLock with a nil fn")
+	assert.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "keys WithLock with a nil fn left")
+	err = env.call(t, "WithLock", func(ctx context.Context) error {
 		return etcdlock.NewManager(nil).WithLock(ctx, "k", time.Second, func(context.Context) error { return nil })
 	})
-	if !errors.Is(err, etcdlock.ErrInvalidOption) {
-		t.Errorf("NewManager(nil).WithLock: want ErrInvalidOption, got %v", err)
-	}
+	assert.ErrorIs(t, err, etcdlock.ErrInvalidOption, "NewManager(nil).WithLock")
 	_ = ctx
 }

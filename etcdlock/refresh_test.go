@@ -106,10 +106,10 @@ func TestRefreshPastTheDeadlineReportsLoss(t *testing.T) {
 			if err == nil {
 				select {
 				case <-lk.Done():
-					t.Fatalf("Refresh returned nil, but the lock is lost: %v", lk.Err())
+					require.FailNowf(t, "Refresh returned nil, but the lock is lost", "%v", lk.Err())
 				default:
 				}
-				t.Fatal("Refresh past the deadline succeeded")
+				require.FailNow(t, "Refresh past the deadline succeeded")
 			}
 			require.ErrorIs(t, err, etcdlock.ErrLockLost)
 			require.ErrorIs(t, err, etcdlock.ErrNotHeld)

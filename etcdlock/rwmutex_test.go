@@ -150,14 +150,11 @@ func testRWMutexExclusion(t *testing.T, c *embedtest.Cluster) {
 					return
 				}
 				if write {
-					if n := writers.Add(1); n != 1 || readers.Load() != 0 {
-						t.Errorf("writer holds with %d writers and %d readers", n, readers.Load())
-					}
+					n := writers.Add(1)
+					assert.True(t, n == 1 && readers.Load() == 0, "writer holds with %d writers and %d readers", n, readers.Load())
 				} else {
 					n := readers.Add(1)
-					if writers.Load() != 0 {
-						t.Errorf("reader holds with a writer")
-					}
+					assert.Zero(t, writers.Load(), "reader holds with a writer")
 					for m := mostReaders.Load(); n > m && !mostReaders.CompareAndSwap(m, n); m = mostReaders.Load() {
 					}
 				}

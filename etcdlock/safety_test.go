@@ -147,7 +147,7 @@ func TestAutoRefreshOutlivesTTL(t *testing.T) {
 	// not a wait for a condition), the lock must still be held.
 	select {
 	case <-lk.Done():
-		t.Fatalf("lock lost: %v", lk.Err())
+		require.FailNowf(t, "lock lost", "%v", lk.Err())
 	case <-time.After(time.Until(first.Add(500 * time.Millisecond))):
 	}
 	require.True(t, lk.ExpiresAt().After(first), "keepalives move the expiry on")

@@ -58,7 +58,7 @@ func pending(t *testing.T, chs ...<-chan result) {
 	for i, ch := range chs {
 		select {
 		case r := <-ch:
-			t.Fatalf("acquisition %d finished early: %v", i, r.err)
+			require.FailNowf(t, "an acquisition finished early", "acquisition %d: %v", i, r.err)
 		default:
 		}
 	}
@@ -344,7 +344,7 @@ func TestSemaphoreCrashedHolder(t *testing.T) {
 				select {
 				case <-held.Done():
 				case <-ctx.Done():
-					t.Fatal("the crashed holder's Done did not close")
+					require.FailNow(t, "the crashed holder's Done did not close")
 				}
 				require.ErrorIs(t, held.Err(), etcdlock.ErrLockLost)
 			case "client closed":

@@ -119,7 +119,7 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 	testkit.AwaitKeys(t, c.Client(), p, 2)
 	select {
 	case err := <-locked:
-		t.Fatalf("concurrency.Mutex locked while leasekit held: %v", err)
+		require.FailNowf(t, "concurrency.Mutex locked while leasekit held", "%v", err)
 	default:
 	}
 	require.NoError(t, lk.Release(ctx))
@@ -143,7 +143,7 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 	testkit.AwaitKeys(t, c.Client(), p, 2)
 	select {
 	case r := <-got:
-		t.Fatalf("leasekit locked while concurrency.Mutex held: %v", r.err)
+		require.FailNowf(t, "leasekit locked while concurrency.Mutex held", "%v", r.err)
 	default:
 	}
 	// A forced unlock breaks etcd's holder too; its session lives on.
