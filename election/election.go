@@ -307,8 +307,7 @@ func (e *Election) campaign(ctx context.Context, value string, run bool) (*term,
 	// an unreachable etcd.
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	stop := onClose(ls.Done(), cancel)
-	defer stop()
+	defer context.AfterFunc(ls.Context(), cancel)()
 	// Keys are unique per attempt, so that a write whose outcome is
 	// unknown can never be mistaken for a later one.
 	key := fmt.Sprintf("%s%016x-%x", e.queue, int64(ls.ID()), e.seq.Add(1))
@@ -383,24 +382,6 @@ func (e *Election) confirm(ctx context.Context, ent *queue.Entry) error {
 		if err := b.Wait(ctx); err != nil {
 			return err
 		}
-	}
-}
-
-// onClose calls f once ch is closed, unless stop is called first. stop
-// waits for the goroutine it starts.
-func onClose(ch <-chan struct{}, f func()) (stop func()) {
-	stopc, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		select {
-		case <-ch:
-			f()
-		case <-stopc:
-		}
-	}()
-	return func() {
-		close(stopc)
-		<-done
 	}
 }
 
