@@ -87,10 +87,10 @@ type lock struct {
 	released atomic.Bool  // set before the entry ends by Release
 }
 
-func newLock(l *Locker, sp spec, e *queue.Entry, ls *lease.Lease, own bool, slot int) *lock {
+func newLock(l *Locker, sp spec, j joined) *lock {
 	return &lock{
-		locker: l, spec: sp, entry: e, slot: slot, acquired: time.Now(),
-		refreshing: make(chan struct{}, 1), lease: ls, own: own, modRev: e.Rev(),
+		locker: l, spec: sp, entry: j.entry, slot: j.slot, acquired: time.Now(),
+		refreshing: make(chan struct{}, 1), lease: j.lease, own: j.own, modRev: j.entry.Rev(),
 	}
 }
 

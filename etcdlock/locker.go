@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -22,7 +21,6 @@ import (
 	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/keys"
 	"github.com/leasekit/leasekit/internal/lease"
-	"github.com/leasekit/leasekit/internal/queue"
 )
 
 // MaxTTL is the longest TTL etcd grants.
@@ -83,7 +81,8 @@ const MaxNameLen = keys.MaxNameLen
 const MaxKeyLen = MaxNameLen
 
 // Locker hands out fair, fenced locks stored in etcd. Waiters are served in
-// the order they asked (FIFO); each watches only the waiter before it.
+// the order they asked (FIFO); each watches only the keys right ahead of
+// it.
 //
 // A Locker is safe for concurrent use. Make one per process and share it:
 // its AutoRefresh locks share leases and one keepalive per TTL. Close
@@ -172,7 +171,11 @@ func (l *Locker) Lock(ctx context.Context, key string, ttl time.Duration) (Lock,
 // opts.Timeout passes first, the wait leaves the queue and the error wraps
 // the context's error.
 func (l *Locker) LockWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
-	return l.acquire(ctx, opts, true)
+	m, err := l.mutex(opts.Key)
+	if err != nil {
+		return nil, err
+	}
+	return l.acquire(ctx, m, opts, true)
 }
 
 // TryLock is shorthand for TryLockWithOptions(ctx, LockOptions{Key: key,
@@ -187,66 +190,11 @@ func (l *Locker) TryLock(ctx context.Context, key string, ttl time.Duration) (Lo
 // and RetryInterval do not apply. Manager.TryWithLock uses it for
 // AutoRefresh.
 func (l *Locker) TryLockWithOptions(ctx context.Context, opts LockOptions) (Lock, bool, error) {
-	lk, err := l.acquire(ctx, opts, false)
-	if errors.Is(err, errBusy) {
-		return nil, false, nil
-	}
+	m, err := l.mutex(opts.Key)
 	if err != nil {
 		return nil, false, err
 	}
-	return lk, true, nil
-}
-
-// errBusy is acquire's answer to a TryLock that finds the lock taken.
-var errBusy = errors.New("etcdlock: busy")
-
-// spec is a validated acquisition.
-type spec struct {
-	name      string
-	queue     string // the queue's key prefix, ending in '/'; set from the kind
-	ttl       time.Duration
-	keepalive bool
-	value     string
-	meta      map[string]string
-}
-
-// validate checks what opts say beyond the name, which the kind checked.
-func (l *Locker) validate(opts LockOptions) (spec, error) {
-	ttl := opts.TTL
-	if opts.AutoRefresh && opts.RefreshTTL != 0 {
-		ttl = opts.RefreshTTL
-	}
-	switch {
-	case opts.TTL <= 0:
-		return spec{}, fmt.Errorf("%w: TTL %v must be positive", ErrInvalidTTL, opts.TTL)
-	case ttl <= 0:
-		return spec{}, fmt.Errorf("%w: RefreshTTL %v must be positive", ErrInvalidTTL, opts.RefreshTTL)
-	case ttl > MaxTTL:
-		return spec{}, fmt.Errorf("%w: TTL %v is above etcd's maximum %v", ErrInvalidTTL, ttl, MaxTTL)
-	case opts.Timeout < 0 || opts.RetryInterval < 0:
-		return spec{}, fmt.Errorf("%w: negative Timeout or RetryInterval", ErrInvalidTTL)
-	}
-	if len(opts.Metadata) == 0 {
-		return spec{name: opts.Key, ttl: ttl, keepalive: opts.AutoRefresh, value: l.value, meta: l.meta}, nil
-	}
-	meta := make(map[string]string, len(l.meta)+len(opts.Metadata))
-	for k, v := range l.meta {
-		meta[k] = v
-	}
-	for k, v := range opts.Metadata {
-		meta[k] = v
-	}
-	value, err := json.Marshal(meta)
-	if err != nil {
-		return spec{}, fmt.Errorf("%w: %v", ErrInvalidMetadata, err)
-	}
-	if len(value) > MaxMetadataBytes {
-		return spec{}, fmt.Errorf("%w: %d bytes encoded; the limit is %d", ErrInvalidMetadata, len(value), MaxMetadataBytes)
-	}
-	return spec{
-		name: opts.Key, ttl: ttl,
-		keepalive: opts.AutoRefresh, value: string(value), meta: meta,
-	}, nil
+	return l.try(ctx, m, opts)
 }
 
 // clientErr reports a closed etcd client, through which every call would
@@ -267,377 +215,6 @@ func (l *Locker) enter() error {
 	}
 	l.wg.Add(1)
 	return nil
-}
-
-// acquire is what every Lock and TryLock of a mutex comes down to.
-func (l *Locker) acquire(ctx context.Context, opts LockOptions, wait bool) (Lock, error) {
-	k, err := l.mutex(opts.Key)
-	if err != nil {
-		return nil, err
-	}
-	return l.acquireKind(ctx, k, opts, wait)
-}
-
-// mutex is the kind of a plain lock: admitted when no key is ahead.
-func (l *Locker) mutex(name string) (kind, error) {
-	enc, err := keys.Encode(name)
-	if err != nil {
-		return kind{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
-	}
-	k := kind{what: "lock", name: name, queue: l.prefix + enc + "/"}
-	k.keyOf = func(id string) string { return k.queue + id }
-	k.busy = func(ctx context.Context) (bool, error) {
-		resp, err := l.cli.Get(ctx, k.queue, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		return err == nil && resp.Count > 0, err
-	}
-	k.join = func(ctx context.Context, sp spec, ls *lease.Lease, key string) (*queue.Entry, func(context.Context) error, error) {
-		e, err := queue.New(l.cli, k.queue, queue.Rule{N: 1}).Join(ctx, key, sp.value, ls)
-		if err != nil || e.Admitted() {
-			return e, nil, err
-		}
-		return e, e.Wait, nil
-	}
-	return k, nil
-}
-
-// acquireKind takes a hold of kind k: it bounds the wait by opts.Timeout,
-// ends it on Close, and reports metrics. With wait unset it returns
-// errBusy rather than wait.
-func (l *Locker) acquireKind(ctx context.Context, k kind, opts LockOptions, wait bool) (Lock, error) {
-	opts, err := kindOptions(opts, k.name)
-	if err != nil {
-		return nil, err
-	}
-	sp, err := l.validate(opts)
-	if err != nil {
-		return nil, err
-	}
-	sp.queue = k.queue
-	if err := l.enter(); err != nil {
-		return nil, err
-	}
-	defer l.wg.Done()
-	if err := l.clientErr(); err != nil {
-		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
-	}
-	if opts.Timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, opts.Timeout)
-		defer cancel()
-	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	stopClose := context.AfterFunc(l.ctx, func() { cancel(ErrClosed) })
-	defer stopClose()
-
-	start := time.Now()
-	lk, err := l.takeKind(ctx, k, sp, wait)
-	switch {
-	case err == nil:
-		l.metrics.Acquired(sp.name, time.Since(start))
-		return lk, nil
-	case errors.Is(err, errBusy):
-		return nil, err
-	case errors.Is(context.Cause(ctx), ErrClosed):
-		err = ErrClosed
-	}
-	reason := "error"
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		reason = "timeout"
-	case errors.Is(err, context.Canceled):
-		reason = "canceled"
-	case errors.Is(err, ErrLockLost):
-		reason = "lost"
-	}
-	l.metrics.Failed(sp.name, reason)
-	return nil, fmt.Errorf("etcdlock: %s %q: %w", k.what, sp.name, err)
-}
-
-// takeKind joins k's queue and, if wait is set, waits for its turn.
-func (l *Locker) takeKind(ctx context.Context, k kind, sp spec, wait bool) (*lock, error) {
-	if !wait {
-		// Look before writing anything: a busy name costs one read.
-		busy, err := k.busy(ctx)
-		if err != nil {
-			return nil, err
-		}
-		if busy {
-			return nil, errBusy
-		}
-	}
-	// Keys are reused per Locker slot.
-	slot := l.takeSlot(sp.queue)
-	key := k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
-	var ls *lease.Lease
-	var own bool
-	var e *queue.Entry
-	var waitFn func(context.Context) error
-	var err error
-	for attempt := 0; ; attempt++ {
-		if ls, own, err = l.leaseFor(ctx, sp); err != nil {
-			l.freeSlot(sp.queue, slot)
-			return nil, err
-		}
-		e, waitFn, err = k.join(ctx, sp, ls, key)
-		if attempt > 0 || ctx.Err() != nil {
-			break
-		}
-		if !own && errors.Is(err, rpctypes.ErrLeaseNotFound) {
-			// The shared lease went (revoked, say) before its keepalive
-			// noticed: drop it and take a new one, once.
-			ls.Gone()
-			continue
-		}
-		if errors.Is(err, queue.ErrAmbiguous) {
-			// The key may exist, or yet appear; leave it to the janitor
-			// and try once more under another.
-			l.dispose(orphan{key: key, queue: sp.queue, slot: slot, until: time.Now().Add(inFlight)})
-			if own {
-				ls.RevokeDetached()
-			}
-			slot = l.takeSlot(sp.queue)
-			key = k.keyOf(fmt.Sprintf("%s-%d", l.id, slot))
-			continue
-		}
-		break
-	}
-	if err != nil {
-		if errors.Is(err, queue.ErrAmbiguous) {
-			l.dispose(orphan{key: key, queue: sp.queue, slot: slot, until: time.Now().Add(inFlight)})
-		} else {
-			l.freeSlot(sp.queue, slot)
-		}
-	}
-	if err == nil && waitFn != nil {
-		if !wait {
-			err = errBusy
-		} else {
-			l.metrics.Waiting(sp.name, 1)
-			err = l.wait(ctx, waitFn, ls, own)
-			l.metrics.Waiting(sp.name, -1)
-			if errors.Is(err, queue.ErrGone) || errors.Is(err, lease.ErrExpired) || errors.Is(err, lease.ErrNotFound) {
-				err = fmt.Errorf("%w: %w while waiting", ErrLockLost, leaseOrKey(ls))
-			}
-		}
-		if err != nil {
-			l.cleanup(e, sp.queue, slot, ls, own)
-			return nil, err
-		}
-	}
-	if err != nil {
-		if own {
-			ls.RevokeDetached()
-		}
-		return nil, err
-	}
-	if e.Err() != nil {
-		// Lost before it could be returned: never hand out a hold whose
-		// Done is closed.
-		err = fmt.Errorf("%w: %w", ErrLockLost, leaseOrKey(ls))
-		l.cleanup(e, sp.queue, slot, ls, own)
-		return nil, err
-	}
-	lk := newLock(l, sp, e, ls, own, slot)
-	if !l.track(lk) {
-		ctx, cancel := etcderr.Cleanup(context.Background())
-		defer cancel()
-		lk.release(ctx)
-		return nil, ErrClosed
-	}
-	lk.entry.AfterEnd(lk.onEnd)
-	return lk, nil
-}
-
-// wait runs waitFn. A lease of the hold's own has no keepalive, so that its
-// TTL runs out unless refreshed; while waiting it is kept alive all the
-// same, and refreshed once more when the wait ends, so that the TTL counts
-// from the grant.
-func (l *Locker) wait(ctx context.Context, waitFn func(context.Context) error, ls *lease.Lease, own bool) error {
-	if !own {
-		return waitFn(ctx)
-	}
-	stop := ls.KeepAliveWhile()
-	err := waitFn(ctx)
-	stop()
-	if err == nil {
-		err = ls.KeepAliveOnce(ctx)
-	}
-	return err
-}
-
-// leaseOrKey says whether a loss came from the lease or from the key.
-func leaseOrKey(ls *lease.Lease) error {
-	if err := ls.Err(); err != nil {
-		return err
-	}
-	return queue.ErrGone
-}
-
-// cleanup removes a key that will not be a hold, with a context of its
-// own. A lease of the hold's own takes the key with it; on a shared lease,
-// a key that cannot be deleted now is handed to the janitor: the
-// keepalive would keep it, and it would block the queue, for good.
-func (l *Locker) cleanup(e *queue.Entry, queuePrefix string, slot int, ls *lease.Lease, own bool) {
-	if own {
-		e.Close()
-		ls.RevokeDetached()
-		l.freeSlot(queuePrefix, slot)
-		return
-	}
-	ctx, cancel := etcderr.Cleanup(context.Background())
-	defer cancel()
-	if err := e.Leave(ctx); err != nil && !errors.Is(err, queue.ErrGone) {
-		l.dispose(orphan{key: e.Key(), rev: e.Rev(), queue: queuePrefix, slot: slot})
-		return
-	}
-	l.freeSlot(queuePrefix, slot)
-}
-
-// wouldGrant returns the TTL etcd would grant for ttl: whole seconds, and
-// at least etcd's minimum once a grant has shown it.
-func (l *Locker) wouldGrant(ttl time.Duration) time.Duration {
-	return time.Duration(max(lease.Seconds(ttl), l.floor.Load())) * time.Second
-}
-
-// learn notes etcd's minimum TTL if ls, granted for ttl, shows it.
-func (l *Locker) learn(ttl time.Duration, ls *lease.Lease) {
-	if granted := int64(ls.TTL() / time.Second); granted > lease.Seconds(ttl) {
-		for {
-			floor := l.floor.Load()
-			if floor >= granted || l.floor.CompareAndSwap(floor, granted) {
-				return
-			}
-		}
-	}
-}
-
-// grantCall is a grant of a shared lease in flight. Callers that need the
-// lease wait for it, each only as long as its own ctx; the grant stops
-// when none is left waiting, or on Close.
-type grantCall struct {
-	done    chan struct{} // closed when ls and err are set
-	cancel  context.CancelFunc
-	waiters int // guarded by Locker.mu
-	ls      *lease.Lease
-	err     error
-}
-
-// leaseFor returns the lease a new hold goes on: a shared keepalive lease
-// for AutoRefresh, else a lease of its own. own reports the latter.
-func (l *Locker) leaseFor(ctx context.Context, sp spec) (ls *lease.Lease, own bool, err error) {
-	if !sp.keepalive {
-		ls, err = lease.Grant(ctx, l.cli, sp.ttl, false, l.lg)
-		if err == nil {
-			l.learn(sp.ttl, ls)
-		}
-		return ls, true, err
-	}
-	secs := int64(l.wouldGrant(sp.ttl) / time.Second)
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return nil, false, ErrClosed
-	}
-	if ls := l.shared[secs]; ls != nil && ls.Alive() {
-		l.mu.Unlock()
-		return ls, false, nil
-	}
-	c := l.granting[secs]
-	if c == nil {
-		gctx, cancel := context.WithCancel(l.ctx)
-		c = &grantCall{done: make(chan struct{}), cancel: cancel}
-		l.granting[secs] = c
-		l.wg.Add(1)
-		go l.grant(gctx, secs, sp.ttl, c)
-	}
-	c.waiters++
-	l.mu.Unlock()
-	select {
-	case <-c.done:
-		return c.ls, false, c.err
-	case <-ctx.Done():
-		l.mu.Lock()
-		if c.waiters--; c.waiters == 0 && l.granting[secs] == c {
-			delete(l.granting, secs)
-			c.cancel()
-		}
-		l.mu.Unlock()
-		return nil, false, ctx.Err()
-	}
-}
-
-// grant grants the shared lease for secs on behalf of c's waiters, and
-// keeps it in l.shared under the TTL etcd granted.
-func (l *Locker) grant(ctx context.Context, secs int64, ttl time.Duration, c *grantCall) {
-	defer l.wg.Done()
-	defer c.cancel()
-	ls, err := lease.Grant(ctx, l.cli, ttl, true, l.lg)
-	var drop, old *lease.Lease
-	if err == nil {
-		l.learn(ttl, ls)
-	}
-	l.mu.Lock()
-	if l.granting[secs] == c {
-		delete(l.granting, secs)
-	}
-	if err == nil {
-		granted := int64(ls.TTL() / time.Second)
-		switch have := l.shared[granted]; {
-		case l.closed:
-			drop, ls, err = ls, nil, ErrClosed
-		case have != nil && have.Alive():
-			// etcd raised the TTL to one a lease is kept for already.
-			drop, ls = ls, have
-		default:
-			old = have
-			l.shared[granted] = ls
-		}
-	}
-	c.ls, c.err = ls, err
-	l.mu.Unlock()
-	close(c.done)
-	if drop != nil {
-		drop.RevokeDetached()
-	}
-	if old != nil {
-		old.Close()
-	}
-}
-
-// takeSlot returns the lowest slot of queue free in this Locker. A hold's
-// key is "<queue><locker id>-<slot>": reusing keys, rather than making a new
-// one per acquisition, keeps etcd's key index from filling with the
-// tombstones of deleted keys, which every read of the queue would walk
-// until the next compaction.
-func (l *Locker) takeSlot(queue string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	used := l.slots[queue]
-	if used == nil {
-		used = map[int]bool{}
-		l.slots[queue] = used
-	}
-	slot := 0
-	for used[slot] {
-		slot++
-	}
-	used[slot] = true
-	return slot
-}
-
-// freeSlot returns a slot whose key is gone, or whose delete was at least
-// tried: Join refuses a key that still exists.
-func (l *Locker) freeSlot(queue string, slot int) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	delete(l.slots[queue], slot)
-	if len(l.slots[queue]) == 0 {
-		delete(l.slots, queue)
-	}
 }
 
 func randomID() string {

@@ -4,9 +4,6 @@ import (
 	"context"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/queue"
 )
 
@@ -28,11 +25,10 @@ import (
 // An RWMutex is safe for concurrent use and holds nothing by itself: each
 // Lock or RLock returns its own hold. Make one with Locker.RWMutex.
 type RWMutex struct {
-	l       *Locker
-	name    string
-	queue   string // prefix of every hold and waiter, ending in '/'
-	writers string // writers' keys, under queue
-	readers string // readers' keys, under queue
+	l      *Locker
+	name   string
+	reader plain // admitted with no writer ahead
+	writer plain // admitted with nobody ahead
 }
 
 // RWMutex returns the reader/writer lock of the given name. It checks the
@@ -43,7 +39,15 @@ func (l *Locker) RWMutex(name string) (*RWMutex, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &RWMutex{l: l, name: name, queue: base, writers: base + "w/", readers: base + "r/"}, nil
+	// Writers' keys are under w/ and readers' under r/, in one queue.
+	writers := base + "w/"
+	return &RWMutex{
+		l: l, name: name,
+		reader: plain{kind: "read lock", name: name, keys: base + "r/",
+			q: queue.New(l.cli, base, queue.Rule{N: 1, Scope: writers})},
+		writer: plain{kind: "write lock", name: name, keys: writers,
+			q: queue.New(l.cli, base, queue.Rule{N: 1})},
+	}, nil
 }
 
 // Name returns the lock's name.
@@ -58,13 +62,13 @@ func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (Lock, error) {
 // LockWithOptions is Lock as opts describe; opts.Key must be empty or the
 // lock's name.
 func (m *RWMutex) LockWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
-	return m.l.acquireKind(ctx, m.writer(), opts, true)
+	return m.l.acquire(ctx, m.writer, opts, true)
 }
 
 // TryLock takes the lock for writing if nobody holds or waits for it, and
 // returns (nil, false, nil) otherwise, writing nothing to etcd.
 func (m *RWMutex) TryLock(ctx context.Context, ttl time.Duration) (Lock, bool, error) {
-	return m.l.tryKind(ctx, m.writer(), ttl)
+	return m.l.try(ctx, m.writer, LockOptions{TTL: ttl})
 }
 
 // RLock waits until no writer holds the lock or is queued ahead, and
@@ -77,54 +81,11 @@ func (m *RWMutex) RLock(ctx context.Context, ttl time.Duration) (Lock, error) {
 // RLockWithOptions is RLock as opts describe; opts.Key must be empty or
 // the lock's name.
 func (m *RWMutex) RLockWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
-	return m.l.acquireKind(ctx, m.reader(), opts, true)
+	return m.l.acquire(ctx, m.reader, opts, true)
 }
 
 // TryRLock takes the lock for reading if no writer holds or waits for it,
 // and returns (nil, false, nil) otherwise, writing nothing to etcd.
 func (m *RWMutex) TryRLock(ctx context.Context, ttl time.Duration) (Lock, bool, error) {
-	return m.l.tryKind(ctx, m.reader(), ttl)
-}
-
-func (m *RWMutex) writer() kind {
-	return kind{
-		what: "write lock", name: m.name, queue: m.queue,
-		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.queue) },
-		keyOf: func(id string) string { return m.writers + id },
-		join: func(ctx context.Context, sp spec, ls *lease.Lease, key string) (
-			*queue.Entry, func(context.Context) error, error) {
-			e, err := queue.New(m.l.cli, m.queue, queue.Rule{N: 1}).Join(ctx, key, sp.value, ls)
-			if err != nil || e.Admitted() {
-				return e, nil, err
-			}
-			return e, e.Wait, nil
-		},
-	}
-}
-
-func (m *RWMutex) reader() kind {
-	return kind{
-		what: "read lock", name: m.name, queue: m.queue,
-		busy:  func(ctx context.Context) (bool, error) { return m.any(ctx, m.writers) },
-		keyOf: func(id string) string { return m.readers + id },
-		join: func(ctx context.Context, sp spec, ls *lease.Lease, key string) (
-			*queue.Entry, func(context.Context) error, error) {
-			// A reader counts only the writers ahead; the join reads them,
-			// so with none the read lock is held after one round trip.
-			e, err := queue.New(m.l.cli, m.queue, queue.Rule{N: 1, Scope: m.writers}).Join(ctx, key, sp.value, ls)
-			if err != nil || e.Admitted() {
-				return e, nil, err
-			}
-			return e, e.Wait, nil
-		},
-	}
-}
-
-// any reports whether a key exists under prefix.
-func (m *RWMutex) any(ctx context.Context, prefix string) (bool, error) {
-	resp, err := m.l.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-	if err != nil {
-		return false, err
-	}
-	return resp.Count > 0, nil
+	return m.l.try(ctx, m.reader, LockOptions{TTL: ttl})
 }

@@ -51,12 +51,8 @@ const MaxSemaphoreLimit = 1024
 // A Semaphore is safe for concurrent use; it is a name, a limit and a
 // Locker, and holds nothing by itself. Make one with Locker.Semaphore.
 type Semaphore struct {
-	l     *Locker
-	name  string
-	n     int
-	limit string // n, as stored in etcd
-	queue string // prefix of permits and waiters, ending in '/'
-	nKey  string // where the limit is stored, outside queue
+	l      *Locker
+	permit permit
 }
 
 // Semaphore returns the semaphore of the given name, which admits n
@@ -71,16 +67,18 @@ func (l *Locker) Semaphore(name string, n int) (*Semaphore, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Semaphore{
-		l: l, name: name, n: n, limit: strconv.Itoa(n), queue: base + "q/", nKey: base + "n",
-	}, nil
+	q := base + "q/"
+	return &Semaphore{l: l, permit: permit{
+		plain: plain{kind: "semaphore", name: name, q: queue.New(l.cli, q, queue.Rule{N: n}), keys: q},
+		cli:   l.cli, n: n, limit: strconv.Itoa(n), nKey: base + "n",
+	}}, nil
 }
 
 // Name returns the semaphore's name.
-func (s *Semaphore) Name() string { return s.name }
+func (s *Semaphore) Name() string { return s.permit.name }
 
 // Limit returns how many holders the semaphore admits at a time.
-func (s *Semaphore) Limit() int { return s.n }
+func (s *Semaphore) Limit() int { return s.permit.n }
 
 // Acquire waits for a permit and returns it held. Without a Refresh the
 // permit expires after ttl (rounded up to whole seconds, and at least
@@ -93,25 +91,42 @@ func (s *Semaphore) Acquire(ctx context.Context, ttl time.Duration) (Lock, error
 // empty or the semaphore's name. If ctx ends or opts.Timeout passes first,
 // the wait leaves the queue and the error wraps the context's error.
 func (s *Semaphore) AcquireWithOptions(ctx context.Context, opts LockOptions) (Lock, error) {
-	return s.l.acquireKind(ctx, s.kind(), opts, true)
+	return s.l.acquire(ctx, s.permit, opts, true)
 }
 
 // TryAcquire takes a permit if one is free and nobody waits, and returns
 // (nil, false, nil) otherwise. A TryAcquire that finds no permit free
 // writes nothing to etcd.
 func (s *Semaphore) TryAcquire(ctx context.Context, ttl time.Duration) (Lock, bool, error) {
-	return s.l.tryKind(ctx, s.kind(), ttl)
+	return s.l.try(ctx, s.permit, LockOptions{TTL: ttl})
 }
 
-func (s *Semaphore) kind() kind {
-	return kind{what: "semaphore", name: s.name, queue: s.queue, busy: s.busy, join: s.join,
-		keyOf: func(id string) string { return s.queue + id + "-n" + s.limit }}
+// TryAcquireWithOptions is TryAcquire with the options of LockOptions,
+// AutoRefresh among them; opts.Key must be empty or the semaphore's
+// name, and Timeout and RetryInterval do not apply. It takes a permit if
+// one is free and nobody waits, and returns (nil, false, nil) otherwise,
+// writing nothing to etcd.
+func (s *Semaphore) TryAcquireWithOptions(ctx context.Context, opts LockOptions) (Lock, bool, error) {
+	return s.l.try(ctx, s.permit, opts)
 }
 
-func (s *Semaphore) busy(ctx context.Context) (bool, error) {
-	resp, err := s.l.cli.Txn(ctx).Then(
-		clientv3.OpGet(s.nKey),
-		clientv3.OpGet(s.queue, clientv3.WithPrefix(), clientv3.WithCountOnly()),
+// permit is the shape of a semaphore's hold: a plain one whose join also
+// checks the limit every user of the name must agree on, and whose key
+// names the limit.
+type permit struct {
+	plain
+	cli   *clientv3.Client
+	n     int
+	limit string // n, as stored in etcd
+	nKey  string // where the limit is stored, outside the queue
+}
+
+func (p permit) key(id string) string { return p.keys + id + "-n" + p.limit }
+
+func (p permit) busy(ctx context.Context) (bool, error) {
+	resp, err := p.cli.Txn(ctx).Then(
+		clientv3.OpGet(p.nKey),
+		clientv3.OpGet(p.keys, clientv3.WithPrefix(), clientv3.WithCountOnly()),
 	).Commit()
 	if err != nil {
 		return false, err
@@ -119,16 +134,16 @@ func (s *Semaphore) busy(ctx context.Context) (bool, error) {
 	count := resp.Responses[1].GetResponseRange().Count
 	if kvs := resp.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 && count > 0 {
 		// A limit stored by holders who are all gone binds nobody.
-		if err := s.agree(string(kvs[0].Value)); err != nil {
+		if err := p.agree(string(kvs[0].Value)); err != nil {
 			return false, err
 		}
 	}
-	return count >= int64(s.n), nil
+	return count >= int64(p.n), nil
 }
 
-func (s *Semaphore) agree(stored string) error {
-	if stored != s.limit {
-		return fmt.Errorf("%w: %d here, %s in etcd", ErrLimitMismatch, s.n, stored)
+func (p permit) agree(stored string) error {
+	if stored != p.limit {
+		return fmt.Errorf("%w: %d here, %s in etcd", ErrLimitMismatch, p.n, stored)
 	}
 	return nil
 }
@@ -137,31 +152,29 @@ func (s *Semaphore) agree(stored string) error {
 // limit: under the stored limit if it agrees; or, when the queue is empty,
 // storing it, over whatever limit the last users left. The limit is also in
 // each key's name, for the rare case below.
-func (s *Semaphore) join(ctx context.Context, sp spec, ls *lease.Lease, key string) (
-	*queue.Entry, func(context.Context) error, error) {
-	q := queue.New(s.l.cli, s.queue, queue.Rule{N: s.n})
+func (p permit) join(ctx context.Context, key, value string, ls *lease.Lease) (*queue.Entry, error) {
 	join := func(branches []queue.Branch, els ...clientv3.Op) (*queue.Entry, queue.Joined, error) {
-		return q.JoinIf(ctx, key, sp.value, ls, queue.Terms{Branches: branches, Else: els})
+		return p.q.JoinIf(ctx, key, value, ls, queue.Terms{Branches: branches, Else: els})
 	}
-	store := clientv3.OpPut(s.nKey, s.limit, clientv3.WithLease(ls.ID()))
-	noLimit := clientv3.Compare(clientv3.CreateRevision(s.nKey), "=", 0)
+	store := clientv3.OpPut(p.nKey, p.limit, clientv3.WithLease(ls.ID()))
+	noLimit := clientv3.Compare(clientv3.CreateRevision(p.nKey), "=", 0)
 	var e *queue.Entry
 	for e == nil {
 		var out queue.Joined
 		var err error
 		e, out, err = join([]queue.Branch{
-			{If: []clientv3.Cmp{clientv3.Compare(clientv3.Value(s.nKey), "=", s.limit)}},
-			{If: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.queue), "=", 0).WithPrefix()},
+			{If: []clientv3.Cmp{clientv3.Compare(clientv3.Value(p.nKey), "=", p.limit)}},
+			{If: []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(p.keys), "=", 0).WithPrefix()},
 				Also: []clientv3.Op{store}},
-		}, clientv3.OpGet(s.nKey), clientv3.OpGet(s.queue, clientv3.WithPrefix(), clientv3.WithLimit(1)))
+		}, clientv3.OpGet(p.nKey), clientv3.OpGet(p.keys, clientv3.WithPrefix(), clientv3.WithLimit(1)))
 		if !errors.Is(err, queue.ErrNoBranch) {
 			if err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			break
 		}
 		if kvs := out.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			return nil, nil, s.agree(string(kvs[0].Value))
+			return nil, p.agree(string(kvs[0].Value))
 		}
 		kvs := out.Responses[1].GetResponseRange().Kvs
 		if len(kvs) == 0 {
@@ -171,21 +184,18 @@ func (s *Semaphore) join(ctx context.Context, sp spec, ls *lease.Lease, key stri
 		// queue is not empty. Every key in it agreed with the limit when it
 		// joined, so any one of them, while it exists, tells the limit.
 		other := kvs[0]
-		if err := s.agree(limitOf(string(other.Key))); err != nil {
-			return nil, nil, err
+		if err := p.agree(limitOf(string(other.Key))); err != nil {
+			return nil, err
 		}
 		e, _, err = join([]queue.Branch{{
 			If:   []clientv3.Cmp{noLimit, clientv3.Compare(clientv3.CreateRevision(string(other.Key)), "=", other.CreateRevision)},
 			Also: []clientv3.Op{store},
 		}})
 		if err != nil && !errors.Is(err, queue.ErrNoBranch) {
-			return nil, nil, err
+			return nil, err
 		}
 	}
-	if e.Admitted() {
-		return e, nil, nil
-	}
-	return e, e.Wait, nil
+	return e, nil
 }
 
 // limitOf returns the limit in a permit key's name, "<id>-n<limit>".

@@ -39,7 +39,7 @@ func (l *Locker) ForceUnlock(ctx context.Context, name string, token int64) (Ent
 	if err := l.clientErr(); err != nil {
 		return Entry{}, fmt.Errorf("etcdlock: force unlock %q: %w", name, err)
 	}
-	resp, err := l.cli.Get(ctx, k.queue, clientv3.WithFirstCreate()...)
+	resp, err := l.cli.Get(ctx, k.keys, clientv3.WithFirstCreate()...)
 	if err != nil {
 		return Entry{}, fmt.Errorf("etcdlock: force unlock %q: %w", name, err)
 	}
@@ -91,5 +91,5 @@ func (l *Locker) KeyPrefix(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return k.queue, nil
+	return k.keys, nil
 }

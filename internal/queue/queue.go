@@ -87,6 +87,9 @@ func New(cli *clientv3.Client, prefix string, rule Rule) *Queue {
 	}
 }
 
+// Prefix returns the prefix of the queue's keys.
+func (q *Queue) Prefix() string { return q.prefix }
+
 // Busy reports, by reading only, whether an entry that joined now would
 // have to wait: N or more keys are under the rule's scope.
 func (q *Queue) Busy(ctx context.Context) (bool, error) {
