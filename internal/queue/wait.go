@@ -191,11 +191,15 @@ func (w *waiter) run() error {
 	}
 }
 
-// pause waits before a wait tries again after err. It returns err at once
-// if ctx or the entry has ended or err is not transient, and the reason if
-// either ends during the pause.
+// pause waits before a wait tries again after err. It returns why the
+// entry ended if it has (its end also ends the wait's watches, which can
+// then fail first), err at once if ctx has ended or err is not transient,
+// and the reason if either ends during the pause.
 func (e *Entry) pause(ctx context.Context, err error, b *etcderr.Backoff) error {
-	if ctx.Err() != nil || e.Err() != nil || !etcderr.Transient(err) {
+	if end := e.Err(); end != nil {
+		return end
+	}
+	if ctx.Err() != nil || !etcderr.Transient(err) {
 		return err
 	}
 	pctx, cancel := context.WithCancel(ctx)

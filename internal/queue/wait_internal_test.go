@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 )
 
@@ -83,4 +85,17 @@ func TestStaleDeletesDoNotCount(t *testing.T) {
 	dels, rev := next()
 	require.NoError(t, w.deleted(dels, rev))
 	require.True(t, e.Admitted())
+}
+
+// TestWaitEndsWithTheEntrysEnd: the entry's end cancels the wait's
+// watches, so a watch can fail ("closed") in the very step in which the
+// entry ends, when its key is deleted. The wait must then report the end
+// (ErrGone, which etcdlock turns into ErrLockLost), not the watch's
+// failure: TestScopedRule saw "etcd watch failed: closed" now and then.
+func TestWaitEndsWithTheEntrysEnd(t *testing.T) {
+	e := New(nil, "/q/", Rule{N: 1}).newEntry("/q/k", context.Background())
+	e.end(ErrGone)
+	b := etcderr.Backoff{Min: time.Hour, Max: time.Hour}
+	err := e.pause(context.Background(), fmt.Errorf("%w: closed", etcderr.ErrWatch), &b)
+	require.ErrorIs(t, err, ErrGone)
 }
