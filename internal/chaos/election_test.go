@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // electionName is the election every candidate runs in.
@@ -127,7 +128,7 @@ type candidate struct {
 }
 
 func (c *candidate) run(ctx context.Context) {
-	b := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for ctx.Err() == nil {
 		if c.once(ctx) {
 			b.Reset()
@@ -152,7 +153,7 @@ func (c *candidate) lead(ctx context.Context) {
 			// say, so ends are left open.
 			h := Hold{Client: c.id, Token: c.e.Rev(), AcqCall: prevEnd, AcqRet: start, Alive: prevEnd,
 				LeaseFloor: prevEnd, ReleaseCall: Never}
-			b := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+			b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 			for n := 3 + c.rng.Intn(6); n > 0 && dctx.Err() == nil; {
 				c.seq++
 				a, call, tried := s.increment(dctx, c.id, c.cli, c.e.Guard(), h.Token,

@@ -200,20 +200,3 @@ func (p *Progress) Wait(ctx context.Context, since int64) ([]int, error) {
 		}
 	}
 }
-
-// Backoff spaces out retries after errors that return at once, so that a
-// worker does not spin while etcd is unavailable.
-type Backoff struct {
-	Min, Max time.Duration
-	cur      time.Duration
-}
-
-// Wait waits for the next delay, doubling it each time up to Max, or
-// until ctx ends.
-func (b *Backoff) Wait(ctx context.Context) error {
-	b.cur = min(max(2*b.cur, b.Min), b.Max)
-	return wait(ctx, b.cur)
-}
-
-// Reset starts the delays again from Min.
-func (b *Backoff) Reset() { b.cur = 0 }

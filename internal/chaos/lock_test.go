@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 )
 
@@ -106,7 +107,7 @@ type lockWorker struct {
 }
 
 func (w *lockWorker) run(ctx context.Context) {
-	b := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for ctx.Err() == nil {
 		if w.once(ctx) {
 			b.Reset()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/etcdlock"
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 )
 
@@ -264,7 +265,7 @@ func (w *procWorker) runLock(ctx context.Context) error {
 		return err
 	}
 	w.out.emit(procEvent{Ev: "ready"})
-	b := Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 	for ctx.Err() == nil {
 		if w.lockOnce(ctx, l) {
 			b.Reset()
