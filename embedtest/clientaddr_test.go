@@ -1,14 +1,13 @@
 package embedtest_test
 
 import (
-	"context"
 	"net"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestWithClientAddr(t *testing.T) {
@@ -19,8 +18,7 @@ func TestWithClientAddr(t *testing.T) {
 
 	c := embedtest.New(t, embedtest.WithClientAddr(addr))
 	require.Equal(t, []string{"http://" + addr}, c.Endpoints())
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	_, err = c.Client().Put(ctx, "k", "v")
 	require.NoError(t, err)
 

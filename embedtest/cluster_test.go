@@ -6,15 +6,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestSingleMemberPutGet(t *testing.T) {
 	c := embedtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	_, err := c.Client().Put(ctx, "k", "v")
 	require.NoError(t, err)
 	resp, err := c.Client().Get(ctx, "k")
@@ -26,8 +27,7 @@ func TestSingleMemberPutGet(t *testing.T) {
 
 func TestThreeMembersStopRestart(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	require.Equal(t, 3, c.Members())
 	_, err := c.Client().Put(ctx, "k", "v1")
 	require.NoError(t, err)
@@ -41,7 +41,7 @@ func TestThreeMembersStopRestart(t *testing.T) {
 	require.NoError(t, err)
 	// The shared client may still send on its connection to m and see it
 	// break (Unavailable), so retry.
-	require.NoError(t, retry(ctx, func(ctx context.Context) error {
+	require.NoError(t, testkit.Retry(ctx, func(ctx context.Context) error {
 		_, err := c.Client().Put(ctx, "k", "v2")
 		return err
 	}))
@@ -106,7 +106,7 @@ func TestBadInput(t *testing.T) {
 // hang: member indexes out of range, stopped members, cancelled contexts
 // and calls after Close.
 func TestBadUse(t *testing.T) {
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t)
 	cancelled, cancel := context.WithCancel(ctx)
 	cancel()
 
@@ -119,8 +119,7 @@ func TestBadUse(t *testing.T) {
 
 	proxy := func(c *embedtest.Cluster, i int) error {
 		p, err := c.NewProxy(i)
-		if p != nil {
-			t.Errorf("NewProxy(%d) returned a proxy and %v", i, err)
+		if !assert.Nil(t, p, "NewProxy(%d) returned a proxy and %v", i, err) {
 			p.Close()
 		}
 		return err

@@ -1,27 +1,18 @@
 package embedtest_test
 
 import (
-	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
-
-// testCtx returns a context that ends with the test or after d.
-func testCtx(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func TestWaitLeaderSingleMember(t *testing.T) {
 	c := embedtest.New(t)
-	lead, err := c.WaitLeader(testCtx(t, 10*time.Second))
+	lead, err := c.WaitLeader(testkit.Context(t))
 	require.NoError(t, err)
 	require.Equal(t, 0, lead)
 	require.NotZero(t, c.Member(0).ID())
@@ -29,7 +20,7 @@ func TestWaitLeaderSingleMember(t *testing.T) {
 
 func TestMoveLeader(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t)
 
 	ids := map[uint64]bool{}
 	for i := range c.Members() {
@@ -70,7 +61,7 @@ func TestMinLeaseTTL(t *testing.T) {
 	for _, members := range []int{1, 3} {
 		t.Run(fmt.Sprint(members), func(t *testing.T) {
 			c := embedtest.New(t, embedtest.WithMembers(members))
-			resp, err := c.Client().Grant(testCtx(t, 10*time.Second), 1)
+			resp, err := c.Client().Grant(testkit.Context(t), 1)
 			require.NoError(t, err)
 			require.EqualValues(t, 1, resp.TTL)
 		})

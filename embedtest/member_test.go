@@ -3,17 +3,17 @@ package embedtest_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestKillAndWipeRejoin(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t)
 	_, err := c.Client().Put(ctx, "before", "1")
 	require.NoError(t, err)
 
@@ -29,7 +29,7 @@ func TestKillAndWipeRejoin(t *testing.T) {
 	require.NoError(t, err)
 	// The shared client may still send on its connection to m and see it
 	// break (Unavailable); a test of your own code must expect that too.
-	require.NoError(t, retry(ctx, func(ctx context.Context) error {
+	require.NoError(t, testkit.Retry(ctx, func(ctx context.Context) error {
 		_, err := c.Client().Put(ctx, "after", "2")
 		return err
 	}), "two of three members keep a quorum")

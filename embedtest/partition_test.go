@@ -9,11 +9,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestPartitionLeader(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t)
 
 	lead, err := c.WaitLeader(ctx)
 	require.NoError(t, err)
@@ -47,7 +48,7 @@ func TestPartitionLeader(t *testing.T) {
 	require.NoError(t, c.Heal(lead))
 	// A linearizable read through the healed member succeeds once it has
 	// caught up with the leader; until then it fails and is retried.
-	require.NoError(t, retry(ctx, func(ctx context.Context) error {
+	require.NoError(t, testkit.Retry(ctx, func(ctx context.Context) error {
 		resp, err := minority.Get(ctx, "k")
 		if err == nil {
 			require.Len(t, resp.Kvs, 1)
@@ -57,25 +58,4 @@ func TestPartitionLeader(t *testing.T) {
 	}))
 	_, err = c.WaitLeader(ctx)
 	require.NoError(t, err)
-}
-
-// retry calls f with a short deadline until it succeeds or ctx ends. Each
-// call waits on the server; the ticker only spaces out calls that fail
-// fast, such as "no leader".
-func retry(ctx context.Context, f func(context.Context) error) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		attempt, cancel := context.WithTimeout(ctx, time.Second)
-		err := f(attempt)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-tick.C:
-		}
-	}
 }

@@ -12,11 +12,12 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestProxyCutHealLatency(t *testing.T) {
 	c := embedtest.New(t)
-	ctx := testCtx(t, 30*time.Second)
+	ctx := testkit.Context(t)
 	p, err := c.NewProxy(0)
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(p.Endpoint(), "http://127.0.0.1:"), p.Endpoint())
@@ -33,7 +34,7 @@ func TestProxyCutHealLatency(t *testing.T) {
 	require.ErrorIs(t, err, context.DeadlineExceeded, "a cut proxy is silent, not closed")
 
 	p.Heal()
-	require.NoError(t, retry(ctx, func(ctx context.Context) error {
+	require.NoError(t, testkit.Retry(ctx, func(ctx context.Context) error {
 		_, err := cli.Put(ctx, "k", "3")
 		return err
 	}))
@@ -129,13 +130,13 @@ func TestProxyHalfClose(t *testing.T) {
 }
 
 func TestProxyClosedWithCluster(t *testing.T) {
-	c, err := embedtest.Start(testCtx(t, 30*time.Second))
+	c, err := embedtest.Start(testkit.Context(t))
 	require.NoError(t, err)
 	p, err := c.NewProxy(0)
 	require.NoError(t, err)
 	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
 	require.NoError(t, err)
-	_, err = cli.Put(testCtx(t, 10*time.Second), "k", "v")
+	_, err = cli.Put(testkit.Context(t), "k", "v")
 	require.NoError(t, err)
 	require.NoError(t, c.Close())
 	require.NoError(t, p.Close(), "already closed by the cluster")

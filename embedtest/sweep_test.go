@@ -77,7 +77,7 @@ func TestSweep(t *testing.T) {
 	case line := <-ready:
 		require.Equal(t, "ready 3\n", line)
 	case <-time.After(60 * time.Second):
-		t.Fatal("helper did not start its cluster")
+		require.FailNow(t, "helper did not start its cluster")
 	}
 	left := func() (dirs, sockets []string) {
 		dirs, _ = filepath.Glob(filepath.Join(data, "embedtest-*"))

@@ -16,8 +16,7 @@ import (
 
 func TestTLS(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	for _, ep := range c.Endpoints() {
 		require.True(t, strings.HasPrefix(ep, "https://127.0.0.1:"), ep)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdclient"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 func TestConfigSettings(t *testing.T) {
@@ -47,8 +48,7 @@ func TestConfigReconnectsAfterCut(t *testing.T) {
 		{name: "first handshake", dialDuring: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
-			defer cancel()
+			ctx := testkit.Context(t)
 			p, err := c.NewProxy(0)
 			require.NoError(t, err)
 			defer p.Close()

@@ -28,8 +28,7 @@ func TestNew(t *testing.T) {
 
 func TestMetricsFromALocker(t *testing.T) {
 	c := embedtest.New(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
+	ctx := testkit.Context(t)
 	reg := prometheus.NewRegistry()
 	m, err := lockprom.New(reg, prometheus.Labels{"service": "test"})
 	require.NoError(t, err)
