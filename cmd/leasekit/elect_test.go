@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestElectFailover runs two `leasekit elect`; the leader's leasekit is
@@ -28,7 +29,7 @@ func TestElectFailover(t *testing.T) {
 	a := leasekit(t, kids, cmdline(args("A"), childArgs("a", "hold"))...)
 	first := kids.await("start", "a")
 	b := leasekit(t, kids, cmdline(args("B"), childArgs("b", "hold"))...)
-	awaitKeys(t, c.Client(), "/leasekit/election/job/", 2)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/election/job/", 2)
 	leaderIs(t, c, "job", fmt.Sprintf("A (term %d)", first.token))
 
 	a.signal(t, syscall.SIGKILL)

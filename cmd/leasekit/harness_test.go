@@ -18,10 +18,9 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-)
 
-// testTimeout bounds every wait of a test.
-const testTimeout = 30 * time.Second
+	"github.com/leasekit/leasekit/internal/testkit"
+)
 
 // event is what a child reported, or its end.
 type event struct {
@@ -151,7 +150,7 @@ func (c *children) close() {
 // tag ("" for any tag), waiting for it.
 func (c *children) await(what, tag string) event {
 	c.t.Helper()
-	timer := time.NewTimer(testTimeout)
+	timer := time.NewTimer(testkit.Timeout)
 	defer timer.Stop()
 	for {
 		for i, ev := range c.got {
@@ -165,7 +164,7 @@ func (c *children) await(what, tag string) event {
 			c.got = append(c.got, ev)
 			c.used = append(c.used, false)
 		case <-timer.C:
-			c.t.Fatalf("no %q event of %q within %v; got %+v", what, tag, testTimeout, c.got)
+			c.t.Fatalf("no %q event of %q within %v; got %+v", what, tag, testkit.Timeout, c.got)
 		}
 	}
 }
@@ -285,8 +284,8 @@ func (p *proc) wait(t *testing.T) int {
 	select {
 	case <-p.done:
 		return p.code
-	case <-time.After(testTimeout):
-		t.Fatalf("leasekit %q did not exit within %v; stderr: %s", p.cmd.Args[1:], testTimeout, p.output())
+	case <-time.After(testkit.Timeout):
+		t.Fatalf("leasekit %q did not exit within %v; stderr: %s", p.cmd.Args[1:], testkit.Timeout, p.output())
 		return -1
 	}
 }
@@ -315,7 +314,7 @@ func runLeasekit(t *testing.T, c *children, args ...string) (int, string, string
 // runLeasekitEnv is runLeasekit with env added to leasekit's environment.
 func runLeasekitEnv(t *testing.T, c *children, env []string, args ...string) (int, string, string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, leasekitBin, args...)
 	cmd.Env = append(testEnv(c), env...)
@@ -327,31 +326,6 @@ func runLeasekitEnv(t *testing.T, c *children, env []string, args ...string) (in
 		t.Fatalf("leasekit %q: %v", args, err)
 	}
 	return exitCode(cmd.ProcessState), out.String(), errb.String()
-}
-
-// awaitKeys waits, with a watch, until want keys exist under prefix.
-func awaitKeys(t *testing.T, cli *clientv3.Client, prefix string, want int64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
-	defer cancel()
-	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
-	if wr, ok := <-wch; !ok || !wr.Created {
-		t.Fatalf("watch %q did not start", prefix)
-	}
-	for {
-		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if resp.Count == want {
-			return
-		}
-		select {
-		case <-wch:
-		case <-ctx.Done():
-			t.Fatalf("%d keys under %q, want %d", resp.Count, prefix, want)
-		}
-	}
 }
 
 // cmdline joins leasekit's arguments and a child's command line.

@@ -14,6 +14,7 @@ import (
 	"go.etcd.io/etcd/client/v3/concurrency"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestInspectJSON reads a lock's holder and waiter and an election's
@@ -27,7 +28,7 @@ func TestInspectJSON(t *testing.T) {
 	holder := leasekit(t, kids, cmdline(lockArgs, childArgs("holder", "hold"))...)
 	held := kids.await("start", "holder")
 	waiter := leasekit(t, kids, cmdline(lockArgs, childArgs("waiter", "exit", "0"))...)
-	awaitKeys(t, c.Client(), "/leasekit/lock/tenant%2Facme/", 2)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/tenant%2Facme/", 2)
 	leader := leasekit(t, kids, cmdline([]string{"elect", ep(c.Endpoints()...), "--once", "--value=replica-1", "tenant/acme"}, childArgs("leader", "hold"))...)
 	led := kids.await("start", "leader")
 
@@ -93,7 +94,7 @@ func TestInteropWithEtcdMutex(t *testing.T) {
 	}
 	defer s.Close()
 	m := concurrency.NewMutex(s, got.Lock.EtcdctlName)
-	ctx := t.Context()
+	ctx := testkit.Context(t)
 
 	// etcd's mutex holds: leasekit --try is refused; leasekit waits.
 	if err := m.Lock(ctx); err != nil {
@@ -105,7 +106,7 @@ func TestInteropWithEtcdMutex(t *testing.T) {
 		t.Fatalf("leasekit --try while etcd's mutex holds: status %d", code)
 	}
 	p := leasekit(t, kids, cmdline(args, childArgs("waits", "hold"))...)
-	awaitKeys(t, c.Client(), got.Lock.Prefix, 2)
+	testkit.AwaitKeys(t, c.Client(), got.Lock.Prefix, 2)
 	if kids.seen("start", "waits") {
 		t.Fatal("leasekit ran its command while etcd's mutex held the lock")
 	}
@@ -122,7 +123,7 @@ func TestInteropWithEtcdMutex(t *testing.T) {
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() { locked <- m.Lock(lctx) }()
-	awaitKeys(t, c.Client(), got.Lock.Prefix, 2)
+	testkit.AwaitKeys(t, c.Client(), got.Lock.Prefix, 2)
 	kids.tell("waits", 0)
 	if err := <-locked; err != nil {
 		t.Fatalf("etcd's mutex after leasekit released: %v", err)

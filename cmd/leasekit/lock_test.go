@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestLockExclusive runs three `leasekit lock` of one name at once: their
@@ -128,7 +129,7 @@ func TestLockSignalsForwarded(t *testing.T) {
 			holder := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--ttl=30s", name}, childArgs(holderTag, "hold"))...)
 			kids.await("start", holderTag)
 			next := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--timeout=20s", name}, childArgs(nextTag, "exit", "0"))...)
-			awaitKeys(t, c.Client(), "/leasekit/lock/"+name+"/", 2)
+			testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/"+name+"/", 2)
 
 			holder.signal(t, sig)
 			if ev := kids.await("signal", holderTag); ev.sig != sig {
@@ -154,12 +155,12 @@ func TestLockSignalWhileWaiting(t *testing.T) {
 	holder := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "wait"}, childArgs("holder", "hold"))...)
 	kids.await("start", "holder")
 	waiter := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "wait"}, childArgs("waiter", "exit", "0"))...)
-	awaitKeys(t, c.Client(), "/leasekit/lock/wait/", 2)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/wait/", 2)
 	waiter.signal(t, syscall.SIGINT)
 	if code := waiter.wait(t); code != 128+int(syscall.SIGINT) {
 		t.Fatalf("waiter exited %d; stderr %q", code, waiter.output())
 	}
-	awaitKeys(t, c.Client(), "/leasekit/lock/wait/", 1)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/wait/", 1)
 	kids.tell("holder", 0)
 	if code := holder.wait(t); code != 0 {
 		t.Fatalf("holder exited %d", code)
@@ -196,7 +197,7 @@ func TestLockCutOffHolderStopsFirst(t *testing.T) {
 	holder := leasekit(t, kids, cmdline([]string{"lock", ep(p.Endpoint()), "--ttl=" + ttl.String(), "cut"}, childArgs("holder", "hold"))...)
 	first := kids.await("start", "holder")
 	next := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--ttl=" + ttl.String(), "cut"}, childArgs("next", "hold"))...)
-	awaitKeys(t, c.Client(), "/leasekit/lock/cut/", 2)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/cut/", 2)
 
 	cut := time.Now()
 	p.Cut()
@@ -234,7 +235,7 @@ func TestUnlockForceStuckHolder(t *testing.T) {
 	stuck := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--ttl=30s", "--kill-after=200ms", "stuck"}, childArgs("stuck", "ignore"))...)
 	held := kids.await("start", "stuck")
 	next := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--timeout=20s", "stuck"}, childArgs("next", "hold"))...)
-	awaitKeys(t, c.Client(), "/leasekit/lock/stuck/", 2)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/stuck/", 2)
 	stuck.signal(t, syscall.SIGSTOP)
 	t.Cleanup(func() { stuck.cmd.Process.Signal(syscall.SIGCONT) })
 
@@ -284,7 +285,7 @@ func TestSemaphore(t *testing.T) {
 		t.Fatalf("another limit: status %d, stderr %q", code, stderr)
 	}
 	third := leasekit(t, kids, cmdline(args, childArgs("c", "hold"))...)
-	awaitKeys(t, c.Client(), "/leasekit/lock/%sem/pool/q/", 3)
+	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/%sem/pool/q/", 3)
 	if kids.seen("start", "c") {
 		t.Fatal("a third command runs under a limit of 2")
 	}

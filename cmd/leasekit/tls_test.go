@@ -13,6 +13,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // TestTLSAndAuth runs leasekit against an etcd that serves TLS only,
@@ -23,7 +24,7 @@ func TestTLSAndAuth(t *testing.T) {
 	t.Parallel()
 	c := embedtest.New(t, embedtest.WithTLS())
 	kids := newChildren(t)
-	ctx := t.Context()
+	ctx := testkit.Context(t)
 	if _, err := c.EnableAuth(ctx); err != nil {
 		t.Fatal(err)
 	}
