@@ -14,6 +14,7 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/internal/etcderr"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // electionName is the election every candidate runs in.
@@ -111,7 +112,7 @@ func electionNemesis(s *suite, hitHolder bool) *Nemesis {
 func (s *suite) checkElection() {
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := waitEmpty(ctx, s.admin, electionQueue); err != nil {
+	if _, err := testkit.WaitKeys(ctx, s.admin, electionQueue, empty); err != nil {
 		s.t.Errorf("candidate keys left behind: %v", err)
 	}
 	s.check()

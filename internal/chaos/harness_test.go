@@ -364,34 +364,6 @@ func (s *suite) check() {
 	}
 }
 
-// waitEmpty waits until no key is left under prefix, watching for deletes
-// rather than polling. Keys of lost leases go when etcd expires them.
-func waitEmpty(ctx context.Context, cli *clientv3.Client, prefix string) error {
-	for {
-		resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-		if err != nil {
-			return err
-		}
-		if len(resp.Kvs) == 0 {
-			return nil
-		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(resp.Header.Revision+1),
-			clientv3.WithFilterPut())
-		select {
-		case <-wch:
-		case <-ctx.Done():
-			cancel()
-			var left []string
-			for _, kv := range resp.Kvs {
-				left = append(left, string(kv.Key))
-			}
-			return fmt.Errorf("%w; keys left: %v", ctx.Err(), left)
-		}
-		cancel()
-	}
-}
-
 // classify names an error for the statistics.
 func classify(err error) string {
 	var ee rpctypes.EtcdError
@@ -439,3 +411,7 @@ func (c *tally) String() string {
 	}
 	return b.String()
 }
+
+// empty accepts no keys, for testkit.WaitKeys: keys of lost leases go
+// when etcd expires them.
+func empty(keys []string) bool { return len(keys) == 0 }

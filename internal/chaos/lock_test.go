@@ -13,6 +13,7 @@ import (
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
+	"github.com/leasekit/leasekit/internal/testkit"
 )
 
 // lockName is the lock every worker takes.
@@ -74,7 +75,7 @@ func TestLockUnderFaults(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if err := waitEmpty(ctx, s.admin, etcdlock.DefaultPrefix); err != nil {
+	if _, err := testkit.WaitKeys(ctx, s.admin, etcdlock.DefaultPrefix, empty); err != nil {
 		t.Errorf("lock keys left behind: %v", err)
 	}
 	s.check()

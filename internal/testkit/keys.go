@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // WaitKeys waits until ok accepts the keys under prefix and returns them,
@@ -15,12 +18,25 @@ import (
 // current revision, then reads it, and applies every event the read did
 // not see, asking ok after the read and after each watch response. It
 // never starts a watch in the past, which would wait for etcd's 100 ms
-// catch-up loop, and never polls. Any goroutine may call it; it returns
-// ctx's error or the watch's if ok never accepts.
+// catch-up loop, and never polls. The watch needs an etcd leader; when it
+// breaks (a member lost its leader or went away), WaitKeys starts over.
+// Any goroutine may call it; it returns ctx's error, with the keys it saw
+// last, if ok never accepts.
 func WaitKeys(ctx context.Context, cli *clientv3.Client, prefix string, ok func(keys []string) bool) ([]string, error) {
+	b := etcderr.Backoff{Min: 10 * time.Millisecond, Max: 100 * time.Millisecond}
+	for {
+		keys, err := waitKeys(ctx, cli, prefix, ok)
+		if err == nil || ctx.Err() != nil || b.Wait(ctx) != nil {
+			return keys, err
+		}
+	}
+}
+
+// waitKeys is one attempt of WaitKeys: it fails when the watch breaks.
+func waitKeys(ctx context.Context, cli *clientv3.Client, prefix string, ok func(keys []string) bool) ([]string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	wch := cli.Watch(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
+	wch := cli.Watch(clientv3.WithRequireLeader(ctx), prefix, clientv3.WithPrefix(), clientv3.WithCreatedNotify())
 	if wr := <-wch; !wr.Created {
 		return nil, fmt.Errorf("testkit: watch %q: %w", prefix, watchErr(ctx, wr))
 	}
@@ -36,7 +52,7 @@ func WaitKeys(ctx context.Context, cli *clientv3.Client, prefix string, ok func(
 	for !ok(keys) {
 		wr, open := <-wch
 		if !open || wr.Err() != nil {
-			return nil, fmt.Errorf("testkit: keys under %q are %q: %w", prefix, keys, watchErr(ctx, wr))
+			return keys, fmt.Errorf("testkit: keys under %q are %q: %w", prefix, keys, watchErr(ctx, wr))
 		}
 		for _, ev := range wr.Events {
 			if ev.Kv.ModRevision <= resp.Header.Revision {

@@ -75,3 +75,26 @@ func TestRetry(t *testing.T) {
 	defer cancel()
 	require.EqualError(t, testkit.Retry(short, func(context.Context) error { return errors.New("never") }), "never")
 }
+
+// A wait through a member that loses its leader starts over once the
+// member is back, and sees the keys written meanwhile.
+func TestWaitKeysThroughAPartition(t *testing.T) {
+	c := embedtest.New(t, embedtest.WithMembers(3))
+	ctx := testkit.Context(t)
+	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(0).ClientURL()}})
+	require.NoError(t, err)
+	other, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(1).ClientURL()}})
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		_, err := testkit.WaitKeys(ctx, cli, "/p/", func(keys []string) bool { return len(keys) == 1 })
+		got <- err
+	}()
+	require.NoError(t, c.Partition(0))
+	_, err = c.WaitLeader(ctx)
+	require.NoError(t, err)
+	_, err = other.Put(ctx, "/p/k", "v")
+	require.NoError(t, err)
+	require.NoError(t, c.Heal(0))
+	require.NoError(t, testkit.Recv(t, got))
+}
