@@ -15,10 +15,6 @@ import (
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
-// electionAuthPrompt is how long a call refused by etcd's auth may take:
-// one round trip and a bounded cleanup. A retry loop takes longer.
-const electionAuthPrompt = 3 * time.Second
-
 // TestAuthElection runs elections with etcd's auth on: a user whose role is
 // limited to the leasekit prefix can campaign, lead, write under guard and
 // resign; a user without rights is refused with
@@ -26,12 +22,8 @@ const electionAuthPrompt = 3 * time.Second
 func TestAuthElection(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
-	root, err := c.EnableAuth(ctx)
-	require.NoError(t, err)
-	app, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	require.NoError(t, err)
-	nobody, err := c.AddUser(ctx, "nobody")
-	require.NoError(t, err)
+	u := testkit.AuthUsers(t, c)
+	root, app, nobody := u.Root, u.App, u.Nobody
 
 	t.Run("prefix user", func(t *testing.T) {
 		e, err := election.New(app, "auth", election.WithTTL(5*time.Second))
@@ -55,13 +47,13 @@ func TestAuthElection(t *testing.T) {
 			"Campaign": func(ctx context.Context) error { return e.Campaign(ctx, "nobody") },
 			"Leader":   func(ctx context.Context) error { _, err := e.Leader(ctx); return err },
 		} {
-			cctx, cancel := context.WithTimeout(ctx, 10*electionAuthPrompt)
+			cctx, cancel := context.WithTimeout(ctx, 10*testkit.AuthPrompt)
 			start := time.Now()
 			err := call(cctx)
 			took := time.Since(start)
 			cancel()
 			assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, name)
-			assert.LessOrEqual(t, took, electionAuthPrompt, "%s must be refused at once", name)
+			assert.LessOrEqual(t, took, testkit.AuthPrompt, "%s must be refused at once", name)
 		}
 		resp, err := root.Get(ctx, election.DefaultPrefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
 		assert.NoError(t, err)
@@ -74,11 +66,11 @@ func TestAuthElection(t *testing.T) {
 	t.Run("Run without rights", func(t *testing.T) {
 		e, err := election.New(nobody, "auth", election.WithTTL(5*time.Second))
 		require.NoError(t, err)
-		rctx, cancel := context.WithTimeout(ctx, 10*electionAuthPrompt)
+		rctx, cancel := context.WithTimeout(ctx, 10*testkit.AuthPrompt)
 		defer cancel()
 		start := time.Now()
 		err = e.Run(rctx, election.Callbacks{OnStartedLeading: func(context.Context) {}})
 		assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, "Run")
-		assert.LessOrEqual(t, time.Since(start), electionAuthPrompt, "Run must be refused at once")
+		assert.LessOrEqual(t, time.Since(start), testkit.AuthPrompt, "Run must be refused at once")
 	})
 }

@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
@@ -20,13 +19,9 @@ import (
 func TestTLSAuthElection(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testkit.Context(t)
-	root, err := c.EnableAuth(ctx)
-	require.NoError(t, err)
-	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	require.NoError(t, err)
+	u := testkit.AuthUsers(t, c)
+	root, byPassword := u.Root, u.App
 	byCert, err := c.NewCertClient("app")
-	require.NoError(t, err)
-	_, err = c.AddUser(ctx, "nobody")
 	require.NoError(t, err)
 	nobody, err := c.NewCertClient("nobody")
 	require.NoError(t, err)
@@ -50,5 +45,5 @@ func TestTLSAuthElection(t *testing.T) {
 	require.NoError(t, err)
 	start := time.Now()
 	require.ErrorIs(t, refused.Campaign(ctx, "nobody"), rpctypes.ErrPermissionDenied, "Campaign without rights")
-	require.LessOrEqual(t, time.Since(start), electionAuthPrompt, "the refusal is at once")
+	require.LessOrEqual(t, time.Since(start), testkit.AuthPrompt, "the refusal is at once")
 }

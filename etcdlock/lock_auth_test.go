@@ -15,35 +15,13 @@ import (
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
-// authPrompt is how long a call refused by etcd's auth may take: one
-// round trip, plus the bounded cleanup of a lease granted before the
-// refusal. A retry loop would take until its context ends.
-const authPrompt = 3 * time.Second
-
-// authCluster returns a root client of a one-member cluster with auth on,
-// and clients for a user whose role may read and write the leasekit prefix, a user who may
-// only read it, and a user with no rights at all.
-func authCluster(t *testing.T) (root, app, reader, nobody *clientv3.Client) {
-	t.Helper()
-	c := embedtest.New(t)
-	ctx := testkit.Context(t)
-	root, err := c.EnableAuth(ctx)
-	require.NoError(t, err)
-	app, err = c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	require.NoError(t, err)
-	reader, err = c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)})
-	require.NoError(t, err)
-	nobody, err = c.AddUser(ctx, "nobody")
-	require.NoError(t, err)
-	return root, app, reader, nobody
-}
-
 // TestAuth runs the auth cases on one cluster: setting auth up costs
 // bcrypt hashes, which are slow under the race detector.
 func TestAuth(t *testing.T) {
-	root, app, reader, nobody := authCluster(t)
+	u := testkit.AuthUsers(t, embedtest.New(t))
+	root, app := u.Root, u.App
 	t.Run("prefix user", func(t *testing.T) { testAuthPrefixUser(t, root, app) })
-	t.Run("no rights", func(t *testing.T) { testAuthNoRights(t, root, reader, nobody) })
+	t.Run("no rights", func(t *testing.T) { testAuthNoRights(t, root, u.Reader, u.Nobody) })
 	// Last: it takes the app user's rights away.
 	t.Run("rights revoked while held", func(t *testing.T) { testAuthRightsRevokedWhileHeld(t, root, app) })
 }
@@ -108,13 +86,13 @@ func testAuthNoRights(t *testing.T, root, reader, nobody *clientv3.Client) {
 			for name, call := range calls {
 				// The context allows far longer than a refusal takes, so
 				// that a retry loop shows as a slow call.
-				ctx, cancel := context.WithTimeout(context.Background(), 10*authPrompt)
+				ctx, cancel := context.WithTimeout(context.Background(), 10*testkit.AuthPrompt)
 				start := time.Now()
 				err := call(ctx)
 				took := time.Since(start)
 				cancel()
 				assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, name)
-				assert.LessOrEqual(t, took, authPrompt, "%s must be refused at once", name)
+				assert.LessOrEqual(t, took, testkit.AuthPrompt, "%s must be refused at once", name)
 				t.Logf("%s refused in %v: %v", name, took.Round(time.Millisecond), err)
 			}
 			assert.NoError(t, l.Close(), "Close")
@@ -139,7 +117,7 @@ func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
 	require.NoError(t, err)
 	start := time.Now()
 	assert.ErrorIs(t, lk.Release(ctx), rpctypes.ErrPermissionDenied, "Release without rights")
-	assert.LessOrEqual(t, time.Since(start), authPrompt, "Release without rights is refused at once")
+	assert.LessOrEqual(t, time.Since(start), testkit.AuthPrompt, "Release without rights is refused at once")
 	// The change of rights makes every client log in again, which takes
 	// a second under the race detector: a short TTL would not survive it.
 	other := newLocker(t, root)

@@ -21,13 +21,9 @@ import (
 func TestTLSAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testkit.Context(t)
-	root, err := c.EnableAuth(ctx)
-	require.NoError(t, err)
-	byPassword, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	require.NoError(t, err)
+	u := testkit.AuthUsers(t, c)
+	root, byPassword := u.Root, u.App
 	byCert, err := c.NewCertClient("app")
-	require.NoError(t, err)
-	_, err = c.AddUser(ctx, "nobody")
 	require.NoError(t, err)
 	nobody, err := c.NewCertClient("nobody")
 	require.NoError(t, err)
@@ -55,5 +51,5 @@ func TestTLSAuth(t *testing.T) {
 	start := time.Now()
 	_, err = refused.Lock(ctx, "tls", 5*time.Second)
 	require.True(t, errors.Is(err, rpctypes.ErrPermissionDenied), "%v", err)
-	require.Less(t, time.Since(start), authPrompt)
+	require.Less(t, time.Since(start), testkit.AuthPrompt)
 }

@@ -8,15 +8,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/internal/testkit"
 	"github.com/leasekit/leasekit/ratelimit"
 )
-
-// rateAuthPrompt is how long a call refused by etcd's auth may take.
-const rateAuthPrompt = 3 * time.Second
 
 // TestAuthRateLimit runs limiters with etcd's auth on: a user whose role is
 // limited to the leasekit prefix can allow, wait and set limits; a user
@@ -24,12 +20,8 @@ const rateAuthPrompt = 3 * time.Second
 func TestAuthRateLimit(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
-	_, err := c.EnableAuth(ctx)
-	require.NoError(t, err)
-	app, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)})
-	require.NoError(t, err)
-	nobody, err := c.AddUser(ctx, "nobody")
-	require.NoError(t, err)
+	u := testkit.AuthUsers(t, c)
+	app, nobody := u.App, u.Nobody
 
 	t.Run("prefix user", func(t *testing.T) {
 		l, err := ratelimit.New(app, "auth", ratelimit.PerSecond(2))
@@ -56,13 +48,13 @@ func TestAuthRateLimit(t *testing.T) {
 			"Wait":     func(ctx context.Context) error { return l.Wait(ctx, "k") },
 			"SetLimit": func(ctx context.Context) error { return l.SetLimit(ctx, ratelimit.PerSecond(5)) },
 		} {
-			cctx, cancel := context.WithTimeout(ctx, 10*rateAuthPrompt)
+			cctx, cancel := context.WithTimeout(ctx, 10*testkit.AuthPrompt)
 			start := time.Now()
 			err := call(cctx)
 			took := time.Since(start)
 			cancel()
 			assert.ErrorIs(t, err, rpctypes.ErrPermissionDenied, name)
-			assert.LessOrEqual(t, took, rateAuthPrompt, "%s must be refused at once", name)
+			assert.LessOrEqual(t, took, testkit.AuthPrompt, "%s must be refused at once", name)
 		}
 	})
 }

@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/internal/testkit"
 )
@@ -24,19 +22,7 @@ func TestTLSAndAuth(t *testing.T) {
 	t.Parallel()
 	c := embedtest.New(t, embedtest.WithTLS())
 	kids := newChildren(t)
-	ctx := testkit.Context(t)
-	if _, err := c.EnableAuth(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AddUser(ctx, "app", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermReadWrite)}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AddUser(ctx, "nobody"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)}); err != nil {
-		t.Fatal(err)
-	}
+	testkit.AuthUsers(t, c) // app, reader and nobody
 	appCert, err := c.ClientCert("app")
 	if err != nil {
 		t.Fatal(err)

@@ -18,10 +18,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 func TestNew(t *testing.T) {
-	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
-		_, err := electionprom.New(reg, labels)
-		return err
-	}, electionprom.ErrInvalidOption, "reason")
+	testkit.PromAdapter(t, electionprom.New, electionprom.ErrInvalidOption, "reason")
 }
 
 // A campaign, a resignation and a failed campaign, as Prometheus sees

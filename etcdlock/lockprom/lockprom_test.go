@@ -20,10 +20,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 func TestNew(t *testing.T) {
-	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
-		_, err := lockprom.New(reg, labels)
-		return err
-	}, lockprom.ErrInvalidOption, "reason")
+	testkit.PromAdapter(t, lockprom.New, lockprom.ErrInvalidOption, "reason")
 }
 
 func TestMetricsFromALocker(t *testing.T) {

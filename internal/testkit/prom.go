@@ -14,8 +14,12 @@ import (
 // and a constant label named "le" or one of vars get invalid; a
 // registration that fails part way leaves the registry as it was;
 // registering twice wraps prometheus.AlreadyRegisteredError.
-func PromAdapter(t *testing.T, newFn func(prometheus.Registerer, prometheus.Labels) error, invalid error, vars ...string) {
+func PromAdapter[M any](t *testing.T, newM func(prometheus.Registerer, prometheus.Labels) (M, error), invalid error, vars ...string) {
 	t.Helper()
+	newFn := func(reg prometheus.Registerer, labels prometheus.Labels) error {
+		_, err := newM(reg, labels)
+		return err
+	}
 	require.ErrorIs(t, newFn(nil, nil), invalid, "nil Registerer")
 	for _, name := range append([]string{"le"}, vars...) {
 		require.ErrorIs(t, newFn(prometheus.NewRegistry(), prometheus.Labels{name: "x"}), invalid, "constant label %q", name)

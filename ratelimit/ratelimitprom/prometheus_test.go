@@ -22,10 +22,7 @@ import (
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m, embedtest.LeakOptions()...) }
 
 func TestNew(t *testing.T) {
-	testkit.PromAdapter(t, func(reg prometheus.Registerer, labels prometheus.Labels) error {
-		_, err := ratelimitprom.New(reg, labels)
-		return err
-	}, ratelimitprom.ErrInvalidOption, "limiter", "outcome")
+	testkit.PromAdapter(t, ratelimitprom.New, ratelimitprom.ErrInvalidOption, "limiter", "outcome")
 	_, err := ratelimitprom.New(nil, nil)
 	require.ErrorIs(t, err, ratelimitprom.ErrNilRegisterer, "as before")
 }
