@@ -53,8 +53,9 @@ func (l *Locker) RWMutex(name string) (*RWMutex, error) {
 // Name returns the lock's name.
 func (m *RWMutex) Name() string { return m.name }
 
-// Lock waits until the lock is free of readers and writers and returns it
-// held for writing. Without a Refresh the hold expires after ttl.
+// Lock is shorthand for LockWithOptions(ctx, LockOptions{TTL: ttl}): it
+// waits until the lock is free of readers and writers and returns it held
+// for writing. Without a Refresh the hold expires after ttl.
 func (m *RWMutex) Lock(ctx context.Context, ttl time.Duration) (Lock, error) {
 	return m.LockWithOptions(ctx, LockOptions{TTL: ttl})
 }
@@ -71,9 +72,9 @@ func (m *RWMutex) TryLock(ctx context.Context, ttl time.Duration) (Lock, bool, e
 	return m.l.try(ctx, m.writer, LockOptions{TTL: ttl})
 }
 
-// RLock waits until no writer holds the lock or is queued ahead, and
-// returns it held for reading. Without a Refresh the hold expires after
-// ttl.
+// RLock is shorthand for RLockWithOptions(ctx, LockOptions{TTL: ttl}): it
+// waits until no writer holds the lock or is queued ahead, and returns it
+// held for reading. Without a Refresh the hold expires after ttl.
 func (m *RWMutex) RLock(ctx context.Context, ttl time.Duration) (Lock, error) {
 	return m.RLockWithOptions(ctx, LockOptions{TTL: ttl})
 }

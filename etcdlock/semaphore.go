@@ -80,9 +80,10 @@ func (s *Semaphore) Name() string { return s.permit.name }
 // Limit returns how many holders the semaphore admits at a time.
 func (s *Semaphore) Limit() int { return s.permit.n }
 
-// Acquire waits for a permit and returns it held. Without a Refresh the
-// permit expires after ttl (rounded up to whole seconds, and at least
-// etcd's minimum). Release it to let the next waiter in.
+// Acquire is shorthand for AcquireWithOptions(ctx, LockOptions{TTL: ttl}):
+// it waits for a permit and returns it held. Without a Refresh the permit
+// expires after ttl (rounded up to whole seconds, and at least etcd's
+// minimum). Release it to let the next waiter in.
 func (s *Semaphore) Acquire(ctx context.Context, ttl time.Duration) (Lock, error) {
 	return s.AcquireWithOptions(ctx, LockOptions{TTL: ttl})
 }

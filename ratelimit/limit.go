@@ -28,13 +28,16 @@ type Limit struct {
 	Burst int
 }
 
-// PerSecond returns a limit of n events per second with a burst of n.
+// PerSecond is shorthand for Limit{Rate: n, Period: time.Second, Burst: n}:
+// n events per second with a burst of n.
 func PerSecond(n int) Limit { return Limit{Rate: n, Period: time.Second, Burst: n} }
 
-// PerMinute returns a limit of n events per minute with a burst of n.
+// PerMinute is shorthand for Limit{Rate: n, Period: time.Minute, Burst: n}:
+// n events per minute with a burst of n.
 func PerMinute(n int) Limit { return Limit{Rate: n, Period: time.Minute, Burst: n} }
 
-// PerHour returns a limit of n events per hour with a burst of n.
+// PerHour is shorthand for Limit{Rate: n, Period: time.Hour, Burst: n}: n
+// events per hour with a burst of n.
 func PerHour(n int) Limit { return Limit{Rate: n, Period: time.Hour, Burst: n} }
 
 // String returns the limit as "100/1s burst 100".

@@ -213,7 +213,7 @@ func (l *Limiter) Name() string { return l.name }
 // the one given to New.
 func (l *Limiter) Limit() Limit { return l.cur.Load().limit }
 
-// Allow is AllowN(ctx, key, 1).
+// Allow is shorthand for AllowN(ctx, key, 1).
 func (l *Limiter) Allow(ctx context.Context, key string) (Result, error) {
 	return l.AllowN(ctx, key, 1)
 }
@@ -259,7 +259,7 @@ func (l *Limiter) AllowN(ctx context.Context, key string, n int) (Result, error)
 	return r, err
 }
 
-// Wait is WaitN(ctx, key, 1).
+// Wait is shorthand for WaitN(ctx, key, 1).
 func (l *Limiter) Wait(ctx context.Context, key string) error {
 	return l.WaitN(ctx, key, 1)
 }

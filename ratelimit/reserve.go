@@ -30,7 +30,7 @@ type Reservation struct {
 	canceled atomic.Bool
 }
 
-// Reserve is ReserveN(ctx, key, 1).
+// Reserve is shorthand for ReserveN(ctx, key, 1).
 func (l *Limiter) Reserve(ctx context.Context, key string) (*Reservation, error) {
 	return l.ReserveN(ctx, key, 1)
 }
