@@ -20,11 +20,7 @@ func TestTLSAuthElection(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testkit.Context(t)
 	u := testkit.AuthUsers(t, c)
-	root, byPassword := u.Root, u.App
-	byCert, err := c.NewCertClient("app")
-	require.NoError(t, err)
-	nobody, err := c.NewCertClient("nobody")
-	require.NoError(t, err)
+	root, byPassword, byCert, nobody := u.Root, u.App, u.AppCert, u.NobodyCert
 
 	first, err := election.New(byPassword, "tls", election.WithTTL(5*time.Second))
 	require.NoError(t, err)

@@ -22,11 +22,7 @@ func TestTLSAuth(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testkit.Context(t)
 	u := testkit.AuthUsers(t, c)
-	root, byPassword := u.Root, u.App
-	byCert, err := c.NewCertClient("app")
-	require.NoError(t, err)
-	nobody, err := c.NewCertClient("nobody")
-	require.NoError(t, err)
+	root, byPassword, byCert, nobody := u.Root, u.App, u.AppCert, u.NobodyCert
 
 	first := newLocker(t, byPassword)
 	second := newLocker(t, byCert)

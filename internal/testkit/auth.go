@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -20,13 +21,15 @@ const AuthPrompt = 3 * time.Second
 // read and write the leasekit prefix /leasekit/; Reader, the user
 // "reader", who may only read it; and Nobody, the user "nobody", with no
 // role. Their passwords are the name + "-password" (embedtest.AddUser).
+// Under embedtest.WithTLS, AppCert and NobodyCert are App and Nobody
+// known by their certificates alone (embedtest.NewCertClient).
 type Users struct {
 	Root, App, Reader, Nobody *clientv3.Client
+	AppCert, NobodyCert       *clientv3.Client
 }
 
 // AuthUsers turns auth on in c (embedtest.Cluster.EnableAuth) and adds
-// the users of Users. Under embedtest.WithTLS, c.NewCertClient("app") is
-// App known by its certificate alone.
+// the users of Users.
 func AuthUsers(tb testing.TB, c *embedtest.Cluster) Users {
 	tb.Helper()
 	ctx := Context(tb)
@@ -39,6 +42,12 @@ func AuthUsers(tb testing.TB, c *embedtest.Cluster) Users {
 	u.Reader, err = c.AddUser(ctx, "reader", embedtest.Grant{Prefix: "/leasekit/", Perm: clientv3.PermissionType(clientv3.PermRead)})
 	require.NoError(tb, err)
 	u.Nobody, err = c.AddUser(ctx, "nobody")
+	require.NoError(tb, err)
+	if u.AppCert, err = c.NewCertClient("app"); errors.Is(err, embedtest.ErrInvalidOption) {
+		return u // no TLS
+	}
+	require.NoError(tb, err)
+	u.NobodyCert, err = c.NewCertClient("nobody")
 	require.NoError(tb, err)
 	return u
 }
