@@ -25,7 +25,8 @@ type Grant struct {
 // operator would: it adds the root role and the root user, whose password
 // is RootPassword, and enables auth. It returns a client logged in as
 // root, closed with the cluster. From then on Client, and every client
-// without credentials, is refused whatever needs a permission.
+// without credentials, is refused whatever needs a permission; the
+// cluster's own calls (Rejoin's membership changes) log in as root.
 func (c *Cluster) EnableAuth(ctx context.Context) (*clientv3.Client, error) {
 	if err := c.checkOpen(); err != nil {
 		return nil, err

@@ -308,14 +308,21 @@ func (c *Cluster) newClient(cc clientv3.Config) (*clientv3.Client, error) {
 }
 
 // dial returns a client of endpoints that the cluster does not track, for
-// a short internal use; the caller closes it.
+// a short internal use; the caller closes it. Once EnableAuth has run, it
+// logs in as root: changing the membership needs it.
 func (c *Cluster) dial(endpoints ...string) (*clientv3.Client, error) {
-	cli, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   endpoints,
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		TLS:         c.clientTLS(),
-	})
+	}
+	c.mu.Lock()
+	if c.root != nil {
+		cfg.Username, cfg.Password = "root", RootPassword
+	}
+	c.mu.Unlock()
+	cli, err := clientv3.New(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("embedtest: new client: %w", err)
 	}

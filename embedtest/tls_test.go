@@ -96,3 +96,17 @@ func TestTLSClientCertAuth(t *testing.T) {
 	_, err = embedtest.New(t).ClientCert("x")
 	require.ErrorIs(t, err, embedtest.ErrInvalidOption)
 }
+
+// Rejoin changes the membership through a client of its own, which must
+// log in as root once auth is on.
+func TestRejoinWithAuth(t *testing.T) {
+	c := embedtest.New(t, embedtest.WithMembers(3))
+	ctx := testkit.Context(t)
+	root, err := c.EnableAuth(ctx)
+	require.NoError(t, err)
+	require.NoError(t, c.Member(2).KillAndWipe())
+	require.NoError(t, c.Member(2).Rejoin(ctx))
+	list, err := root.MemberList(ctx)
+	require.NoError(t, err)
+	require.Len(t, list.Members, 3)
+}
