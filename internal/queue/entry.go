@@ -199,7 +199,7 @@ func (e *Entry) watchSelf() {
 	defer e.stopOnce.Do(func() { close(e.stopped) })
 	// Every watch made here ends with ctx, and ctx ends with the entry, so
 	// a call blocked on an unreachable etcd returns at once.
-	ctx, cancel := context.WithCancel(e.q.watchCtx)
+	ctx, cancel := context.WithCancel(watchCtx)
 	defer cancel()
 	defer context.AfterFunc(e.ended, cancel)()
 

@@ -67,12 +67,14 @@ type Queue struct {
 	prefix string
 	n      int
 	scope  string // rule.Scope, or prefix
-	// watchCtx carries the metadata of every watch the queue starts:
-	// clientv3.WithRequireLeader, so that a member cut off from its peers
-	// ends them instead of leaving them silent (etcd #8980). Watches with
-	// equal metadata share one stream per client.
-	watchCtx context.Context
 }
+
+// watchCtx carries the metadata of every watch a queue starts:
+// clientv3.WithRequireLeader, so that a member cut off from its peers
+// ends them instead of leaving them silent (etcd #8980). Watches with
+// equal metadata share one stream per client. Each watch ends with its
+// wait or its entry, never with this context.
+var watchCtx = clientv3.WithRequireLeader(context.Background())
 
 // New returns the queue of the keys under prefix, which admits an entry
 // by rule.
@@ -81,10 +83,7 @@ func New(cli *clientv3.Client, prefix string, rule Rule) *Queue {
 	if scope == "" {
 		scope = prefix
 	}
-	return &Queue{
-		cli: cli, prefix: prefix, n: max(rule.N, 1), scope: scope,
-		watchCtx: clientv3.WithRequireLeader(context.Background()),
-	}
+	return &Queue{cli: cli, prefix: prefix, n: max(rule.N, 1), scope: scope}
 }
 
 // Prefix returns the prefix of the queue's keys.

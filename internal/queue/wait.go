@@ -154,7 +154,7 @@ type waiter struct {
 // or the entry ends, so none can keep a call blocked on an unreachable
 // etcd.
 func (e *Entry) waiter(ctx context.Context) (*waiter, func()) {
-	wctx, cancel := context.WithCancel(e.q.watchCtx)
+	wctx, cancel := context.WithCancel(watchCtx)
 	stopCtx := context.AfterFunc(ctx, cancel)
 	stopEnded := context.AfterFunc(e.ended, cancel)
 	w := &waiter{e: e, ctx: ctx, wctx: wctx, watching: map[int64]context.CancelFunc{}, events: make(chan event)}
