@@ -326,60 +326,109 @@ var errMoveUnknown = errors.New("refresh moved the key to another lease, or not:
 // puts the key back on cur unless the move landed, which settles where the
 // key is, and keeps a move still in flight from landing later.
 func (lk *lock) moveLease(ctx context.Context, cur *lease.Lease, curOwn bool, next *lease.Lease, own bool) error {
-	key := lk.entry.Key()
 	lk.mu.Lock()
-	mod := lk.modRev
+	m := leaseMove{lk: lk, key: lk.entry.Key(), mod: lk.modRev, cur: cur, curOwn: curOwn, next: next, own: own}
 	lk.mu.Unlock()
 	either, stop := eitherContext(cur.Context(), next.Context())
 	defer stop()
 	lk.entry.Rebind(either)
-	put := func(ls *lease.Lease) clientv3.Op {
-		return clientv3.OpPut(key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(ls.ID()))
-	}
-	move := func(ctx context.Context, to *lease.Lease) (*clientv3.TxnResponse, error) {
-		guard := []clientv3.Cmp{lk.Guard(), clientv3.Compare(clientv3.ModRevision(key), "=", mod)}
-		return lk.locker.cli.Txn(ctx).If(guard...).Then(put(to)).Else(clientv3.OpGet(key)).Commit()
-	}
-	resp, moveErr := move(ctx, next)
-	if moveErr == nil && !resp.Succeeded {
-		if on, m := lk.settle(resp, next, cur, next); on == cur {
-			// Written from outside, on the same lease: once more.
-			mod = m
-			resp, moveErr = move(ctx, next)
-		}
-	}
+	resp, err := m.send(ctx)
 	// What follows is cleanup, bounded by its own context.
 	cctx, cancel := etcderr.Cleanup(context.Background())
 	defer cancel()
 	var on *lease.Lease // the lease the key is on; nil if it is gone
 	switch {
-	case moveErr == nil:
-		if on, mod = lk.settle(resp, next, cur, next); on == cur {
-			moveErr = fmt.Errorf("etcdlock: refresh: key %q changed during the move", key)
+	case err == nil:
+		if on = m.settle(resp, next); on == cur {
+			err = fmt.Errorf("etcdlock: refresh: key %q changed during the move", m.key)
 		}
-	case !etcderr.Ambiguous(moveErr):
+	case !etcderr.Ambiguous(err):
 		on = cur // etcd refused the move (permission denied, say)
 	default:
 		// The fence: unless the move landed, it puts the key back where it
 		// is, which bumps the mod revision the move is guarded by.
-		fence, err := move(cctx, cur)
-		if err != nil {
+		fence, ferr := m.write(cctx, cur)
+		if ferr != nil {
 			lk.orphan(errMoveUnknown)
 			if own {
 				next.Close() // it may carry the key: let it expire with it
 			}
-			return moveErr
+			return err
 		}
-		on, mod = lk.settle(fence, cur, cur, next)
+		on = m.settle(fence, cur)
 	}
 	if on == next {
-		moveErr = nil // it happened, ctx or not
+		err = nil // it happened, ctx or not
 	}
+	return m.adopt(cctx, on, err)
+}
+
+// leaseMove is one moveLease: the hold's key, from the lease cur to next,
+// guarded by the key's mod revision.
+type leaseMove struct {
+	lk          *lock
+	key         string
+	mod         int64 // the key's mod revision, as last seen
+	cur, next   *lease.Lease
+	curOwn, own bool // whether cur, and next, are the hold's own lease
+}
+
+// write puts the key on the lease to if the hold still holds and the key
+// is unchanged since mod; else it reads the key.
+func (m *leaseMove) write(ctx context.Context, to *lease.Lease) (*clientv3.TxnResponse, error) {
+	guard := []clientv3.Cmp{m.lk.Guard(), clientv3.Compare(clientv3.ModRevision(m.key), "=", m.mod)}
+	put := clientv3.OpPut(m.key, "", clientv3.WithIgnoreValue(), clientv3.WithLease(to.ID()))
+	return m.lk.locker.cli.Txn(ctx).If(guard...).Then(put).Else(clientv3.OpGet(m.key)).Commit()
+}
+
+// send writes the move, and once more if the key was written from
+// outside meanwhile, on the same lease.
+func (m *leaseMove) send(ctx context.Context) (*clientv3.TxnResponse, error) {
+	resp, err := m.write(ctx, m.next)
+	if err == nil && !resp.Succeeded && m.settle(resp, m.next) == m.cur {
+		resp, err = m.write(ctx, m.next)
+	}
+	return resp, err
+}
+
+// settle reads where a write to the lease written left the key: on that
+// lease if the guard held, else where the key's current version says. It
+// returns the lease, nil if the key is gone or on neither cur nor next,
+// and sets mod to the key's mod revision.
+func (m *leaseMove) settle(resp *clientv3.TxnResponse, written *lease.Lease) *lease.Lease {
+	if resp.Succeeded {
+		m.mod = resp.Header.Revision
+		return written
+	}
+	m.mod = 0
+	kvs := resp.Responses[0].GetResponseRange().Kvs
+	if len(kvs) == 0 || kvs[0].CreateRevision != m.lk.Token() {
+		return nil
+	}
+	var on *lease.Lease
+	switch clientv3.LeaseID(kvs[0].Lease) {
+	case m.next.ID():
+		on = m.next
+	case m.cur.ID():
+		on = m.cur
+	default:
+		return nil
+	}
+	m.mod = kvs[0].ModRevision
+	return on
+}
+
+// adopt makes the hold track the lease on, the one its key is on after
+// the move, and revokes the other if it is the hold's own. It returns
+// err, or ErrNotHeld if the key is gone or the hold was released
+// meanwhile.
+func (m *leaseMove) adopt(ctx context.Context, on *lease.Lease, err error) error {
+	lk := m.lk
 	if on == nil {
 		// The key is gone, or on a lease this hold does not know.
 		lk.entry.Lose(queue.ErrGone)
-		if own {
-			next.Revoke(cctx)
+		if m.own {
+			m.next.Revoke(ctx)
 		}
 		return fmt.Errorf("%w: key gone", ErrNotHeld)
 	}
@@ -389,44 +438,23 @@ func (lk *lock) moveLease(ctx context.Context, cur *lease.Lease, curOwn bool, ne
 		// with the key if the key is on it; a shared one's key is
 		// Release's to delete.
 		lk.mu.Unlock()
-		if own {
-			next.Revoke(cctx)
+		if m.own {
+			m.next.Revoke(ctx)
 		}
 		return fmt.Errorf("%w: released", ErrNotHeld)
 	}
-	off, offOwn := next, own
-	if on == next {
-		off, offOwn = cur, curOwn
-		lk.lease, lk.own = next, own
+	off, offOwn := m.next, m.own
+	if on == m.next {
+		off, offOwn = m.cur, m.curOwn
+		lk.lease, lk.own = m.next, m.own
 	}
-	lk.modRev = mod
+	lk.modRev = m.mod
 	lk.entry.Rebind(on.Context())
 	lk.mu.Unlock()
 	if offOwn {
-		off.Revoke(cctx)
+		off.Revoke(ctx)
 	}
-	return moveErr
-}
-
-// settle reads where a guarded write to the lease written left the key:
-// on that lease if the guard held, else where the key's current version
-// says. It returns the lease, nil if the key is gone or on neither cur
-// nor next, and the key's mod revision.
-func (lk *lock) settle(resp *clientv3.TxnResponse, written, cur, next *lease.Lease) (*lease.Lease, int64) {
-	if resp.Succeeded {
-		return written, resp.Header.Revision
-	}
-	kvs := resp.Responses[0].GetResponseRange().Kvs
-	if len(kvs) == 0 || kvs[0].CreateRevision != lk.Token() {
-		return nil, 0
-	}
-	switch clientv3.LeaseID(kvs[0].Lease) {
-	case next.ID():
-		return next, kvs[0].ModRevision
-	case cur.ID():
-		return cur, kvs[0].ModRevision
-	}
-	return nil, 0
+	return err
 }
 
 // orphan counts the hold as lost when where its key is cannot be known,
