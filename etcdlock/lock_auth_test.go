@@ -2,6 +2,7 @@ package etcdlock_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -127,76 +128,35 @@ func testAuthRightsRevokedWhileHeld(t *testing.T, root, app *clientv3.Client) {
 	require.NoError(t, next.Release(ctx))
 }
 
-// TestStaleHandleCannotTouchNewHold: a holder can never release or
-// refresh another holder's lock. After a hold is lost and someone else
-// acquires the name, the stale handle's Release and Refresh return
-// ErrNotHeld and leave the new hold intact; its Guard fails.
-func TestStaleHandleCannotTouchNewHold(t *testing.T) {
-	c := embedtest.New(t)
+// TestTLSAuth runs locks over TLS with client certificates required and
+// etcd auth on: a user logged in by password and the same user known by
+// its certificate alone hand a lock to each other; a certificate of a
+// user without rights is refused at once.
+func TestTLSAuth(t *testing.T) {
+	c := embedtest.New(t, embedtest.WithTLS())
 	ctx := testkit.Context(t)
-	for _, tc := range []struct {
-		name      string
-		auto      bool
-		sameOwner bool // the new hold is the same Locker's
-	}{
-		{"TTL lock, other Locker", false, false},
-		{"AutoRefresh lock, other Locker", true, false},
-		{"TTL lock, same Locker", false, true},
-		{"AutoRefresh lock, same Locker", true, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			a := newLocker(t, c.Client())
-			b := a
-			if !tc.sameOwner {
-				b = newLocker(t, c.Client())
-			}
-			opts := etcdlock.LockOptions{Key: "stale", TTL: 5 * time.Second, AutoRefresh: tc.auto}
-			stale, err := a.LockWithOptions(ctx, opts)
-			require.NoError(t, err)
-			info, err := a.Inspect(ctx, "stale")
-			require.NoError(t, err)
-			// The lease goes, as by expiry; the holder is told.
-			_, err = c.Client().Revoke(ctx, clientv3.LeaseID(info.Holder.LeaseID))
-			require.NoError(t, err)
-			<-stale.Done()
-			if tc.auto && tc.sameOwner {
-				// Another TTL, so another shared lease: the Locker may not
-				// know yet that the first one is gone (see
-				// TestMisuseLockAfterSharedLeaseLost).
-				opts.TTL = 6 * time.Second
-			}
-			fresh, err := b.LockWithOptions(ctx, opts)
-			require.NoError(t, err)
-			assert.ErrorIs(t, stale.Refresh(ctx, 5*time.Second), etcdlock.ErrNotHeld, "stale Refresh")
-			assert.ErrorIs(t, stale.Refresh(ctx, 7*time.Second), etcdlock.ErrNotHeld, "stale Refresh to another TTL")
-			assert.ErrorIs(t, stale.Release(ctx), etcdlock.ErrNotHeld, "stale Release")
-			assert.ErrorIs(t, stale.Release(ctx), etcdlock.ErrNotHeld, "stale Release again")
-			resp, err := c.Client().Txn(ctx).If(stale.Guard()).Commit()
-			if assert.NoError(t, err) {
-				assert.False(t, resp.Succeeded, "stale Guard holds")
-			}
-			ok, err := fresh.IsValid(ctx)
-			assert.NoError(t, err)
-			assert.True(t, ok, "the new hold was disturbed")
-			info, err = a.Inspect(ctx, "stale")
-			if assert.NoError(t, err) && assert.NotNil(t, info.Holder, "Inspect after the stale calls") {
-				assert.Equal(t, fresh.Token(), info.Holder.Token, "Inspect after the stale calls")
-			}
-			assert.NoError(t, fresh.Release(ctx), "Release of the new hold")
-		})
-	}
-	// A released handle of a reused slot: the same Locker's next hold of
-	// the name reuses the key, with a new create revision.
-	l := newLocker(t, c.Client())
-	old, err := l.Lock(ctx, "reuse", 5*time.Second)
+	u := testkit.AuthUsers(t, c)
+	root, byPassword, byCert, nobody := u.Root, u.App, u.AppCert, u.NobodyCert
+
+	first := newLocker(t, byPassword)
+	second := newLocker(t, byCert)
+	lk, err := first.LockWithOptions(ctx, etcdlock.LockOptions{Key: "tls", TTL: 5 * time.Second, AutoRefresh: true})
 	require.NoError(t, err)
-	require.NoError(t, old.Release(ctx))
-	cur, err := l.Lock(ctx, "reuse", 5*time.Second)
+	got := goAcquire(t, root, etcdlock.DefaultPrefix, func() (etcdlock.Lock, error) {
+		return second.Lock(ctx, "tls", 5*time.Second)
+	})
+	resp, err := byPassword.Txn(ctx).If(lk.Guard()).Then(clientv3.OpPut("/leasekit/data", "first")).Commit()
 	require.NoError(t, err)
-	assert.ErrorIs(t, old.Release(ctx), etcdlock.ErrNotHeld, "second Release of a reused slot's old handle")
-	assert.ErrorIs(t, old.Refresh(ctx, 5*time.Second), etcdlock.ErrNotHeld, "Refresh of a reused slot's old handle")
-	ok, err := cur.IsValid(ctx)
-	assert.NoError(t, err)
-	assert.True(t, ok, "the new hold was disturbed")
-	assert.NoError(t, cur.Release(ctx))
+	require.True(t, resp.Succeeded)
+	require.NoError(t, lk.Release(ctx))
+	r := <-got
+	require.NoError(t, r.err)
+	require.Greater(t, r.lk.Token(), lk.Token())
+	require.NoError(t, r.lk.Release(ctx))
+
+	refused := newLocker(t, nobody)
+	start := time.Now()
+	_, err = refused.Lock(ctx, "tls", 5*time.Second)
+	require.True(t, errors.Is(err, rpctypes.ErrPermissionDenied), "%v", err)
+	require.Less(t, time.Since(start), testkit.AuthPrompt)
 }

@@ -3,26 +3,18 @@ package etcdlock_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/testkit"
 )
-
-func newLocker(t *testing.T, cli *clientv3.Client, opts ...etcdlock.Option) *etcdlock.Locker {
-	t.Helper()
-	l, err := etcdlock.New(cli, opts...)
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
-	return l
-}
 
 func TestLockReleaseBasics(t *testing.T) {
 	c := embedtest.New(t)
@@ -142,15 +134,127 @@ func TestTimeoutLeavesNoKey(t *testing.T) {
 	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 
 	cctx, cancel := context.WithCancel(ctx)
-	errc := make(chan error, 1)
-	go func() {
-		_, err := l.Lock(cctx, "busy", 5*time.Second)
-		errc <- err
-	}()
-	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 2)
+	waiting := goAcquire(t, c.Client(), etcdlock.DefaultPrefix, func() (etcdlock.Lock, error) {
+		return l.Lock(cctx, "busy", 5*time.Second)
+	})
 	cancel()
-	require.ErrorIs(t, <-errc, context.Canceled)
+	require.ErrorIs(t, testkit.Recv(t, waiting).err, context.Canceled)
 	require.Equal(t, 1, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 	require.NoError(t, held.Release(ctx))
 	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
+}
+
+func TestNamesDoNotCollide(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l := newLocker(t, c.Client())
+	names := []string{"a", "a/", "a/b", "a%2Fb", "a%b", "/", "ü", "a b", "a\x00b"}
+	var held []etcdlock.Lock
+	for _, name := range names {
+		lk, ok, err := l.TryLock(ctx, name, 5*time.Second)
+		require.NoError(t, err, name)
+		require.True(t, ok, "%q must be free: it collides with another name", name)
+		held = append(held, lk)
+	}
+	for i, name := range names {
+		info, err := l.Inspect(ctx, name)
+		require.NoError(t, err)
+		require.NotNil(t, info.Holder)
+		require.Equal(t, held[i].Token(), info.Holder.Token, name)
+		require.Empty(t, info.Waiters)
+		require.NoError(t, held[i].Release(ctx))
+	}
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
+}
+
+func TestBadInput(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l := newLocker(t, c.Client())
+	huge := map[string]string{"blob": strings.Repeat("x", etcdlock.MaxMetadataBytes)}
+	for _, tc := range []struct {
+		name string
+		opts etcdlock.LockOptions
+		want error
+	}{
+		{"empty key", etcdlock.LockOptions{Key: "", TTL: time.Second}, etcdlock.ErrInvalidKey},
+		{"key too long", etcdlock.LockOptions{Key: strings.Repeat("k", etcdlock.MaxNameLen+1), TTL: time.Second}, etcdlock.ErrInvalidKey},
+		{"invalid UTF-8", etcdlock.LockOptions{Key: "\xff\xfe", TTL: time.Second}, etcdlock.ErrInvalidKey},
+		{"zero TTL", etcdlock.LockOptions{Key: "k"}, etcdlock.ErrInvalidTTL},
+		{"negative TTL", etcdlock.LockOptions{Key: "k", TTL: -time.Second}, etcdlock.ErrInvalidTTL},
+		{"TTL above etcd's maximum", etcdlock.LockOptions{Key: "k", TTL: etcdlock.MaxTTL + time.Second}, etcdlock.ErrInvalidTTL},
+		{"negative RefreshTTL", etcdlock.LockOptions{Key: "k", TTL: time.Second, AutoRefresh: true, RefreshTTL: -1}, etcdlock.ErrInvalidTTL},
+		{"negative Timeout", etcdlock.LockOptions{Key: "k", TTL: time.Second, Timeout: -1}, etcdlock.ErrInvalidTTL},
+		{"huge metadata", etcdlock.LockOptions{Key: "k", TTL: time.Second, Metadata: huge}, etcdlock.ErrInvalidMetadata},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lk, err := l.LockWithOptions(ctx, tc.opts)
+			require.ErrorIs(t, err, tc.want)
+			require.Nil(t, lk)
+			_, ok, err := l.TryLockWithOptions(ctx, tc.opts)
+			require.False(t, ok)
+			require.ErrorIs(t, err, tc.want)
+		})
+	}
+	t.Run("cancelled ctx", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		_, err := l.Lock(cctx, "k", time.Second)
+		require.ErrorIs(t, err, context.Canceled)
+	})
+	t.Run("nil client", func(t *testing.T) {
+		_, err := etcdlock.New(nil)
+		require.ErrorIs(t, err, etcdlock.ErrInvalidOption)
+	})
+	t.Run("TTL below etcd's minimum is raised and reported", func(t *testing.T) {
+		lk, err := l.Lock(ctx, "short", 100*time.Millisecond)
+		require.NoError(t, err)
+		require.Equal(t, time.Second, lk.TTL(), "embedtest's minimum TTL is 1s; 100ms rounds up to it")
+		require.NoError(t, lk.Release(ctx))
+	})
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
+}
+
+func TestUseAfterClose(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l, err := etcdlock.New(c.Client())
+	require.NoError(t, err)
+	held, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "x", TTL: 5 * time.Second, AutoRefresh: true})
+	require.NoError(t, err)
+	own, err := l.Lock(ctx, "y", 5*time.Second)
+	require.NoError(t, err)
+
+	// A waiter in flight is ended by Close.
+	other, err := etcdlock.New(c.Client())
+	require.NoError(t, err)
+	waiting := goAcquire(t, c.Client(), etcdlock.DefaultPrefix, func() (etcdlock.Lock, error) {
+		return other.Lock(ctx, "x", 5*time.Second)
+	})
+	require.NoError(t, other.Close())
+	require.ErrorIs(t, testkit.Recv(t, waiting).err, etcdlock.ErrClosed)
+
+	// Close is idempotent: of two at once, each returns nil, and only once
+	// the holds are released.
+	closes := make(chan error, 2)
+	for range 2 {
+		go func() {
+			err := l.Close()
+			for _, lk := range []etcdlock.Lock{held, own} {
+				select {
+				case <-lk.Done():
+				default:
+					err = fmt.Errorf("Close returned %v with %q still held", err, lk.Key())
+				}
+			}
+			closes <- err
+		}()
+	}
+	require.NoError(t, <-closes)
+	require.NoError(t, <-closes)
+	require.ErrorIs(t, held.Release(ctx), etcdlock.ErrNotHeld)
+	require.NoError(t, l.Close(), "Close is idempotent: a second call returns nil")
+	_, err = l.Lock(ctx, "x", time.Second)
+	require.ErrorIs(t, err, etcdlock.ErrClosed)
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix), "Close must leave no keys")
 }

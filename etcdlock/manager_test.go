@@ -15,6 +15,57 @@ import (
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
+func TestManager(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l := newLocker(t, c.Client())
+	m := etcdlock.NewManager(l)
+
+	ran := false
+	require.NoError(t, m.WithLock(ctx, "job", 2*time.Second, func(ctx context.Context) error {
+		ran = true
+		return nil
+	}))
+	require.True(t, ran)
+
+	boom := errors.New("boom")
+	require.ErrorIs(t, m.WithLock(ctx, "job", 2*time.Second, func(context.Context) error { return boom }), boom)
+
+	t.Run("fn's ctx ends when the lock is lost", func(t *testing.T) {
+		err := m.WithLock(ctx, "job", 2*time.Second, func(fctx context.Context) error {
+			_, err := c.Client().Delete(ctx, etcdlock.DefaultPrefix, clientv3.WithPrefix())
+			require.NoError(t, err)
+			<-fctx.Done()
+			require.ErrorIs(t, context.Cause(fctx), etcdlock.ErrLockLost)
+			return nil
+		})
+		require.ErrorIs(t, err, etcdlock.ErrLockLost)
+	})
+
+	t.Run("TryWithLock", func(t *testing.T) {
+		lk, err := m.AcquireLock(ctx, "busy", 2*time.Second)
+		require.NoError(t, err)
+		same, err := m.AcquireLock(ctx, "busy", 2*time.Second)
+		require.NoError(t, err)
+		require.Equal(t, lk.Token(), same.Token())
+		ran, err := m.TryWithLock(ctx, "busy", 2*time.Second, func(context.Context) error { return nil })
+		require.NoError(t, err)
+		require.False(t, ran)
+		require.NoError(t, m.ReleaseLock(ctx, "busy"))
+		require.ErrorIs(t, m.ReleaseLock(ctx, "busy"), etcdlock.ErrNotHeld)
+		ran, err = m.TryWithLock(ctx, "busy", 2*time.Second, func(context.Context) error { return nil })
+		require.NoError(t, err)
+		require.True(t, ran)
+	})
+
+	_, err := m.AcquireLock(ctx, "a", 2*time.Second)
+	require.NoError(t, err)
+	_, err = m.AcquireLock(ctx, "b", 2*time.Second)
+	require.NoError(t, err)
+	require.NoError(t, m.ReleaseAll(ctx))
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
+}
+
 // fn can fence its writes with the hold WithLock and TryWithLock put on
 // its context, and no other context carries one.
 func TestWithLockFromContext(t *testing.T) {

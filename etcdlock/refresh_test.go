@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
@@ -14,24 +13,46 @@ import (
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
-// behindProxy returns a cluster, a proxy in front of its member and a
-// Locker whose client goes through the proxy.
-func behindProxy(t *testing.T, opts ...embedtest.Option) (*embedtest.Cluster, *embedtest.Proxy, *etcdlock.Locker) {
-	t.Helper()
-	c := embedtest.New(t, opts...)
-	p, err := c.NewProxy(0)
+func TestAutoRefreshOutlivesTTL(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l := newLocker(t, c.Client())
+	lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "long", TTL: time.Second, AutoRefresh: true})
 	require.NoError(t, err)
-	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
+	first := lk.ExpiresAt()
+	// Past the time etcd would have expired an unrenewed lease (a schedule,
+	// not a wait for a condition), the lock must still be held.
+	select {
+	case <-lk.Done():
+		require.FailNowf(t, "lock lost", "%v", lk.Err())
+	case <-time.After(time.Until(first.Add(500 * time.Millisecond))):
+	}
+	require.True(t, lk.ExpiresAt().After(first), "keepalives move the expiry on")
+	ok, err := lk.IsValid(ctx)
 	require.NoError(t, err)
-	return c, p, newLocker(t, cli)
+	require.True(t, ok)
+	require.NoError(t, lk.Release(ctx))
 }
 
-// leaseOf returns the lease the hold of lk's name is attached to in etcd.
-func leaseOf(t *testing.T, cli *clientv3.Client, lk etcdlock.Lock) int64 {
-	t.Helper()
-	h := holderOf(t, cli, lk.Key())
-	require.Equal(t, lk.Token(), h.Token)
-	return h.LeaseID
+func TestRefreshKeepsTokenAndChangesTTL(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	l := newLocker(t, c.Client())
+	for _, auto := range []bool{false, true} {
+		lk, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "r", TTL: 2 * time.Second, AutoRefresh: auto})
+		require.NoError(t, err)
+		token := lk.Token()
+		require.NoError(t, lk.Refresh(ctx, 2*time.Second))
+		require.NoError(t, lk.Refresh(ctx, 7*time.Second))
+		require.Equal(t, 7*time.Second, lk.TTL())
+		require.Equal(t, token, lk.Token())
+		ok, err := lk.IsValid(ctx)
+		require.NoError(t, err)
+		require.True(t, ok)
+		require.ErrorIs(t, lk.Refresh(ctx, 0), etcdlock.ErrInvalidTTL)
+		require.NoError(t, lk.Release(ctx))
+	}
+	require.Zero(t, testkit.CountKeys(t, c.Client(), etcdlock.DefaultPrefix))
 }
 
 // TestRefreshOfUnknownOutcomeKeepsHolderToldFirst: a Refresh to a shorter

@@ -41,12 +41,9 @@ func TestInspectSemaphoreAndTryAcquireWithOptions(t *testing.T) {
 	_, _, err = s.TryAcquireWithOptions(ctx, etcdlock.LockOptions{Key: "other", TTL: time.Second})
 	require.ErrorIs(t, err, etcdlock.ErrInvalidKey)
 
-	got := make(chan result, 1)
-	go func() {
-		lk, err := s.Acquire(ctx, 10*time.Second)
-		got <- result{lk, err}
-	}()
-	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix+"%sem/pool/q/", 3)
+	got := goAcquire(t, c.Client(), etcdlock.DefaultPrefix+"%sem/pool/q/", func() (etcdlock.Lock, error) {
+		return s.Acquire(ctx, 10*time.Second)
+	})
 
 	info, err = admin.InspectSemaphore(ctx, "pool")
 	require.NoError(t, err)

@@ -17,55 +17,6 @@ import (
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
-// Helpers for the semaphore and RWMutex tests. They wait on etcd events,
-// never on a clock.
-
-// shapeLocker returns a Locker on a client of its own, closed with the test.
-func shapeLocker(t *testing.T, c *embedtest.Cluster) (*etcdlock.Locker, *clientv3.Client) {
-	t.Helper()
-	cli, err := c.NewClient()
-	require.NoError(t, err)
-	l, err := etcdlock.New(cli)
-	require.NoError(t, err)
-	t.Cleanup(func() { l.Close() })
-	return l, cli
-}
-
-// result is what a background acquisition returns.
-type result struct {
-	lk  etcdlock.Lock
-	err error
-}
-
-// goAcquire runs acquire in the background and waits until its key (its
-// hold or its place in the queue) is in etcd: one more key under prefix.
-func goAcquire(t *testing.T, cli *clientv3.Client, prefix string, acquire func() (etcdlock.Lock, error)) <-chan result {
-	t.Helper()
-	before := testkit.CountKeys(t, cli, prefix)
-	ch := make(chan result, 1)
-	go func() {
-		lk, err := acquire()
-		ch <- result{lk, err}
-	}()
-	testkit.AwaitKeys(t, cli, prefix, before+1)
-	return ch
-}
-
-// pending fails the test if a background acquisition has finished. The
-// callers use it only where the queue's state rules finishing out.
-func pending(t *testing.T, chs ...<-chan result) {
-	t.Helper()
-	for i, ch := range chs {
-		select {
-		case r := <-ch:
-			require.FailNowf(t, "an acquisition finished early", "acquisition %d: %v", i, r.err)
-		default:
-		}
-	}
-}
-
-const semPrefix = etcdlock.DefaultPrefix + "%sem/"
-
 func TestSemaphoreBadInput(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
@@ -420,4 +371,59 @@ func TestSemaphoreAndRWMutexApartFromLock(t *testing.T) {
 		require.Equal(t, "same", lk.Key())
 		require.NoError(t, lk.Release(ctx))
 	}
+}
+
+// A semaphore's limit binds while its name is in use, and not after: a
+// limit stored on a Locker's shared lease (AutoRefresh) must not refuse
+// another limit once the queue is empty, whether the acquisition that
+// stored it held a permit or its join's outcome was never known.
+func TestSemaphoreLimitEndsWithItsUse(t *testing.T) {
+	c := embedtest.New(t)
+	ctx := testkit.Context(t)
+	admin := c.Client()
+	p, slow := testkit.Proxied(t, c, 0)
+	l := newLocker(t, slow)
+	other := newLocker(t, admin)
+	auto := etcdlock.LockOptions{TTL: 5 * time.Second, AutoRefresh: true}
+	queue := semPrefix + "pool/q/"
+
+	t.Run("after a permit", func(t *testing.T) {
+		two, err := l.Semaphore("pool", 2)
+		require.NoError(t, err)
+		lk, err := two.AcquireWithOptions(ctx, auto)
+		require.NoError(t, err)
+		require.NoError(t, lk.Release(ctx))
+		three, err := other.Semaphore("pool", 3)
+		require.NoError(t, err)
+		lk, err = three.AcquireWithOptions(ctx, auto)
+		require.NoError(t, err, "nobody uses the name: a new limit is stored")
+		require.NoError(t, lk.Release(ctx))
+	})
+
+	t.Run("after a join of unknown outcome", func(t *testing.T) {
+		two, err := l.Semaphore("ambiguous", 2)
+		require.NoError(t, err)
+		// With the shared lease granted first, the join is the only call:
+		// it reaches etcd after its ctx has ended.
+		warm, err := l.LockWithOptions(ctx, etcdlock.LockOptions{Key: "warm", TTL: auto.TTL, AutoRefresh: true})
+		require.NoError(t, err)
+		defer warm.Release(ctx)
+		p.SetLatency(300 * time.Millisecond)
+		jctx, cancel := context.WithTimeout(ctx, 150*time.Millisecond)
+		_, err = two.AcquireWithOptions(jctx, auto)
+		cancel()
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+		p.SetLatency(0)
+		// The join lands, storing the limit; the Locker's janitor then
+		// deletes its key.
+		testkit.AwaitKeys(t, admin, semPrefix+"ambiguous/n", 1)
+		testkit.AwaitKeys(t, admin, semPrefix+"ambiguous/q/", 0)
+		three, err := other.Semaphore("ambiguous", 3)
+		require.NoError(t, err)
+		lk, ok, err := three.TryAcquire(ctx, 5*time.Second)
+		require.NoError(t, err, "nobody uses the name: a new limit is stored")
+		require.True(t, ok)
+		require.NoError(t, lk.Release(ctx))
+	})
+	require.Zero(t, testkit.CountKeys(t, admin, queue))
 }

@@ -32,12 +32,9 @@ func TestForceUnlockBreaksOnlyTheHolder(t *testing.T) {
 	neighbour, err := holder.LockWithOptions(ctx, opts)
 	require.NoError(t, err)
 
-	got := make(chan result, 1)
-	go func() {
-		lk, err := waiter.Lock(ctx, "stuck", 30*time.Second)
-		got <- result{lk, err}
-	}()
-	testkit.AwaitKeys(t, c.Client(), etcdlock.DefaultPrefix, 3)
+	got := goAcquire(t, c.Client(), etcdlock.DefaultPrefix, func() (etcdlock.Lock, error) {
+		return waiter.Lock(ctx, "stuck", 30*time.Second)
+	})
 
 	// A token that does not hold the lock breaks nothing.
 	_, err = admin.ForceUnlock(ctx, "stuck", stuck.Token()+1000)
@@ -135,12 +132,9 @@ func TestInteropWithConcurrencyMutex(t *testing.T) {
 	_, ok, err := l.TryLock(ctx, "tenant/acme", 10*time.Second)
 	require.NoError(t, err)
 	require.False(t, ok)
-	got := make(chan result, 1)
-	go func() {
-		lk, err := l.Lock(ctx, "tenant/acme", 10*time.Second)
-		got <- result{lk, err}
-	}()
-	testkit.AwaitKeys(t, c.Client(), p, 2)
+	got := goAcquire(t, c.Client(), p, func() (etcdlock.Lock, error) {
+		return l.Lock(ctx, "tenant/acme", 10*time.Second)
+	})
 	select {
 	case r := <-got:
 		require.FailNowf(t, "leasekit locked while concurrency.Mutex held", "%v", r.err)

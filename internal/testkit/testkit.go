@@ -1,6 +1,7 @@
 // Package testkit holds the helpers leasekit's tests share, as zap's
 // internal/ztest does for zap: one test context, one watch-based way to
-// wait for keys in etcd, and the checks every Prometheus adapter passes.
+// wait for keys in etcd, clients for fault tests (behind a proxy, of some
+// members only), and the checks every Prometheus adapter passes.
 // Auth fixtures live on embedtest.Cluster (EnableAuth, AddUser), since
 // users' tests want them too.
 //

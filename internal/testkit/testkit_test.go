@@ -81,17 +81,14 @@ func TestRetry(t *testing.T) {
 func TestWaitKeysThroughAPartition(t *testing.T) {
 	c := embedtest.New(t, embedtest.WithMembers(3))
 	ctx := testkit.Context(t)
-	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(0).ClientURL()}})
-	require.NoError(t, err)
-	other, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(1).ClientURL()}})
-	require.NoError(t, err)
+	cli, other := testkit.MemberClient(t, c, 0), testkit.MemberClient(t, c, 1)
 	got := make(chan error, 1)
 	go func() {
 		_, err := testkit.WaitKeys(ctx, cli, "/p/", func(keys []string) bool { return len(keys) == 1 })
 		got <- err
 	}()
 	require.NoError(t, c.Partition(0))
-	_, err = c.WaitLeader(ctx)
+	_, err := c.WaitLeader(ctx)
 	require.NoError(t, err)
 	_, err = other.Put(ctx, "/p/k", "v")
 	require.NoError(t, err)
