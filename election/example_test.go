@@ -12,17 +12,22 @@ import (
 	"github.com/leasekit/leasekit/embedtest"
 )
 
+// exampleCluster starts an embedded etcd for an example.
+func exampleCluster() (*embedtest.Cluster, func()) {
+	c, err := embedtest.Start(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	return c, func() { c.Close() }
+}
+
 // Two candidates take turns: Alice leads, Bob waits in line, and Bob
 // leads the moment Alice resigns. Each term is higher than the last, and
 // writes guarded by a term fail once it is over.
 func ExampleElection_Campaign() {
 	ctx := context.Background()
-	cluster, err := embedtest.Start(ctx) // a real etcd, in-process
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer cluster.Close()
+	cluster, stop := exampleCluster() // a real etcd, in-process
+	defer stop()
 	cli := cluster.Client()
 
 	alice, err := election.New(cli, "reports", election.WithTTL(5*time.Second))
@@ -89,12 +94,8 @@ func ExampleElection_Campaign() {
 // and campaigns again, until its context ends. Here the only candidate
 // leads twice, then stops.
 func ExampleElection_Run() {
-	cluster, err := embedtest.Start(context.Background())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer cluster.Close()
+	cluster, stop := exampleCluster()
+	defer stop()
 
 	e, err := election.New(cluster.Client(), "cron",
 		election.WithValue("replica-1"), election.WithTTL(5*time.Second))
@@ -134,12 +135,8 @@ func ExampleElection_Run() {
 // duties' ctx says the same. Here the first term ends when the duties
 // return, the second when Run's context ends.
 func ExampleCallbacks_cause() {
-	cluster, err := embedtest.Start(context.Background())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer cluster.Close()
+	cluster, stop := exampleCluster()
+	defer stop()
 
 	e, err := election.New(cluster.Client(), "reconciler")
 	if err != nil {
@@ -180,12 +177,8 @@ func ExampleCallbacks_cause() {
 // Observe reports the leader, every change, and "no leader" as the zero
 // Leader.
 func ExampleElection_Observe() {
-	cluster, err := embedtest.Start(context.Background())
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer cluster.Close()
+	cluster, stop := exampleCluster()
+	defer stop()
 	cli := cluster.Client()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()

@@ -9,7 +9,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdlock"
 )
 
@@ -17,11 +16,8 @@ import (
 // in flight to a partner API, whichever replica makes them.
 func ExampleSemaphore() {
 	ctx := context.Background()
-	c, err := embedtest.Start(ctx) // a real etcd, in-process
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := exampleCluster() // a real etcd, in-process
+	defer stop()
 
 	// Two replicas, each with its Locker.
 	var sems []*etcdlock.Semaphore
@@ -90,11 +86,8 @@ func ExampleSemaphore() {
 // order, so a reader that comes after a waiting writer waits for it.
 func ExampleRWMutex() {
 	ctx := context.Background()
-	c, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := exampleCluster()
+	defer stop()
 	cli := c.Client()
 	l, err := etcdlock.New(cli)
 	if err != nil {

@@ -15,14 +15,20 @@ import (
 	"github.com/leasekit/leasekit/ratelimit"
 )
 
-// Allow answers at once; a denial says when to retry.
-func ExampleLimiter_Allow() {
-	ctx := context.Background()
-	c, err := embedtest.Start(ctx) // a real etcd, in-process
+// exampleCluster starts an embedded etcd for an example.
+func exampleCluster() (*embedtest.Cluster, func()) {
+	c, err := embedtest.Start(context.Background())
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer c.Close()
+	return c, func() { c.Close() }
+}
+
+// Allow answers at once; a denial says when to retry.
+func ExampleLimiter_Allow() {
+	ctx := context.Background()
+	c, stop := exampleCluster() // a real etcd, in-process
+	defer stop()
 
 	lim, err := ratelimit.New(c.Client(), "partner-api", ratelimit.PerMinute(2))
 	if err != nil {
@@ -50,11 +56,8 @@ func ExampleLimiter_Allow() {
 // Wait blocks until the event may happen, or until ctx ends.
 func ExampleLimiter_Wait() {
 	ctx := context.Background()
-	c, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := exampleCluster()
+	defer stop()
 
 	// 200 events/s, one at a time: five events take at least 20ms.
 	lim, err := ratelimit.New(c.Client(), "crawler", ratelimit.Limit{Rate: 200, Period: time.Second, Burst: 1})
@@ -88,11 +91,8 @@ func ExampleLimiter_Wait() {
 // SetLimit changes the limit of every instance while they run.
 func ExampleLimiter_SetLimit() {
 	ctx := context.Background()
-	c, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer c.Close()
+	c, stop := exampleCluster()
+	defer stop()
 
 	changed := make(chan ratelimit.Limit, 1)
 	a, err := ratelimit.New(c.Client(), "search", ratelimit.PerSecond(100))
@@ -123,12 +123,8 @@ func ExampleLimiter_SetLimit() {
 // Two replicas of a service, each with its own etcd client, share one limit
 // per API key: 3 requests a minute, whichever replica serves them.
 func ExampleMiddleware() {
-	ctx := context.Background()
-	etcd, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer etcd.Close()
+	etcd, stop := exampleCluster()
+	defer stop()
 
 	hello := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "hello") })
 	apiKey := func(r *http.Request) string { return r.Header.Get("X-API-Key") }
@@ -180,11 +176,8 @@ func ExampleMiddleware() {
 // tokens of an event that will not happen.
 func ExampleLimiter_Reserve() {
 	ctx := context.Background()
-	etcd, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer etcd.Close()
+	etcd, stop := exampleCluster()
+	defer stop()
 
 	// One job a second.
 	lim, err := ratelimit.New(etcd.Client(), "jobs", ratelimit.Limit{Rate: 1, Period: time.Second, Burst: 1})
@@ -220,11 +213,8 @@ func ExampleLimiter_Reserve() {
 // a proxy cuts the limiters' client off.
 func ExampleWithOutagePolicy() {
 	ctx := context.Background()
-	etcd, err := embedtest.Start(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer etcd.Close()
+	etcd, stop := exampleCluster()
+	defer stop()
 	proxy, err := etcd.NewProxy(0)
 	if err != nil {
 		log.Fatal(err)
