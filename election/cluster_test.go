@@ -11,8 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
@@ -89,34 +87,16 @@ func TestObserveResumesAfterRestartAndCompaction(t *testing.T) {
 	// replace its leader.
 	require.NoError(t, c.MoveLeader(ctx, 1))
 	// The observer talks to member 0 only; the candidates to the others.
-	// gRPC backs off reconnecting for up to 2 minutes; keep it short, or
-	// the test waits for the client rather than for Observe.
-	obsCli, err := c.NewClient(clientv3.Config{
-		Endpoints: []string{c.Member(0).ClientURL()},
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
-		})},
-	})
+	obsCli, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(0).ClientURL()}, DialOptions: quickRedial})
 	require.NoError(t, err)
 	core, logs := observer.New(zap.DebugLevel)
 	obs, err := election.New(obsCli, name, election.WithLogger(zap.New(core)))
 	require.NoError(t, err)
-	others := clientv3.Config{Endpoints: []string{c.Member(1).ClientURL(), c.Member(2).ClientURL()}}
-	admin, err := c.NewClient(others)
-	require.NoError(t, err)
-	cand := func() *election.Election {
-		cli, err := c.NewClient(others)
-		require.NoError(t, err)
-		e, err := election.New(cli, name)
-		require.NoError(t, err)
-		t.Cleanup(func() { e.Resign(context.Background()) })
-		return e
-	}
+	admin := testkit.MemberClient(t, c, 1, 2)
+	cand := func() *election.Election { return candidateOn(t, testkit.MemberClient(t, c, 1, 2), name) }
 	a, b, cc := cand(), cand(), cand()
 
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	ch := obs.Observe(octx)
+	ch := observe(t, ctx, obs)
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
 	require.NoError(t, a.Campaign(ctx, "a"))
 	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
@@ -143,9 +123,6 @@ func TestObserveResumesAfterRestartAndCompaction(t *testing.T) {
 		"Observe re-read the election after losing its watch's history")
 	require.NoError(t, cc.Resign(ctx))
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
-	stop()
-	for range ch {
-	}
 }
 
 // An observer on a member cut off from its peers stops hearing news (its
@@ -157,24 +134,12 @@ func TestObserveAcrossPartition(t *testing.T) {
 	// Member 0 is cut off; writes meanwhile should not wait for etcd to
 	// replace its leader.
 	require.NoError(t, c.MoveLeader(ctx, 1))
-	obsCli, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(0).ClientURL()}})
+	obs, err := election.New(testkit.MemberClient(t, c, 0), name)
 	require.NoError(t, err)
-	obs, err := election.New(obsCli, name)
-	require.NoError(t, err)
-	others := clientv3.Config{Endpoints: []string{c.Member(1).ClientURL(), c.Member(2).ClientURL()}}
-	cand := func() *election.Election {
-		cli, err := c.NewClient(others)
-		require.NoError(t, err)
-		e, err := election.New(cli, name)
-		require.NoError(t, err)
-		t.Cleanup(func() { e.Resign(context.Background()) })
-		return e
-	}
+	cand := func() *election.Election { return candidateOn(t, testkit.MemberClient(t, c, 1, 2), name) }
 	a, b := cand(), cand()
 	require.NoError(t, a.Campaign(ctx, "a"))
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	ch := obs.Observe(octx)
+	ch := observe(t, ctx, obs)
 	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	bWon := campaignAsync(ctx, b, "b")
@@ -186,9 +151,6 @@ func TestObserveAcrossPartition(t *testing.T) {
 	require.Equal(t, election.Leader{Value: "b", Rev: b.Rev()}, testkit.Recv(t, ch))
 	require.NoError(t, b.Resign(ctx))
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
-	stop()
-	for range ch {
-	}
 }
 
 // A leader cut off from etcd stops its duties (their ctx's cause wraps
@@ -201,12 +163,8 @@ func TestLeaderCutOff(t *testing.T) {
 	ctx := testkit.Context(t)
 	const name = "cutoff"
 	const ttl = 2 * time.Second
-	proxy, err := c.NewProxy(0)
-	require.NoError(t, err)
-	cutCli, err := c.NewClient(clientv3.Config{Endpoints: []string{proxy.Endpoint()}})
-	require.NoError(t, err)
-	otherCli, err := c.NewClient(clientv3.Config{Endpoints: []string{c.Member(1).ClientURL(), c.Member(2).ClientURL()}})
-	require.NoError(t, err)
+	proxy, cutCli := testkit.Proxied(t, c, 0)
+	otherCli := testkit.MemberClient(t, c, 1, 2)
 
 	d := newDuties(t)
 	rctx, stop := context.WithCancel(ctx)

@@ -171,28 +171,45 @@ func doneChan(done <-chan struct{}) <-chan struct{} {
 	return ch
 }
 
-// etcd #11051: a waiting candidate whose key is deleted must not go on to
-// "win" with no key.
-func TestCampaignNoticesOwnKeyDeleted(t *testing.T) {
+// A waiting candidate whose key goes stops waiting with ErrLost, and
+// must not go on to "win" with no key (etcd #11051: the key deleted;
+// #19597: its lease revoked). The leader is untouched, and the candidate
+// can campaign again.
+func TestCampaignNoticesOwnKeyGone(t *testing.T) {
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
 	admin := c.Client()
-	a, b := candidate(t, c, "vanish"), candidate(t, c, "vanish")
-	require.NoError(t, a.Campaign(ctx, "a"))
-	won := campaignAsync(ctx, b, "b")
-	keys := waitQueued(t, admin, "vanish", 2)
-	_, err := admin.Delete(ctx, keys[1])
-	require.NoError(t, err)
-	err = testkit.Recv(t, won)
-	require.ErrorIs(t, err, election.ErrLost)
-	require.False(t, b.IsLeader())
-	// The leader is untouched, and b can campaign again.
-	require.True(t, a.IsLeader())
-	won = campaignAsync(ctx, b, "b")
-	waitQueued(t, admin, "vanish", 2)
-	require.NoError(t, a.Resign(ctx))
-	require.NoError(t, testkit.Recv(t, won))
-	require.True(t, b.IsLeader())
+	for _, tc := range []struct {
+		name string
+		kill func(t *testing.T, key string)
+	}{
+		{"key-deleted", func(t *testing.T, key string) {
+			_, err := admin.Delete(ctx, key)
+			require.NoError(t, err)
+		}},
+		{"lease-revoked", func(t *testing.T, key string) {
+			resp, err := admin.Get(ctx, key)
+			require.NoError(t, err)
+			_, err = admin.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
+			require.NoError(t, err)
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := candidate(t, c, tc.name), candidate(t, c, tc.name)
+			require.NoError(t, a.Campaign(ctx, "a"))
+			won := campaignAsync(ctx, b, "b")
+			keys := waitQueued(t, admin, tc.name, 2)
+			tc.kill(t, keys[1])
+			require.ErrorIs(t, testkit.Recv(t, won), election.ErrLost)
+			require.False(t, b.IsLeader())
+			require.True(t, a.IsLeader())
+			won = campaignAsync(ctx, b, "b")
+			waitQueued(t, admin, tc.name, 2)
+			require.NoError(t, a.Resign(ctx))
+			require.NoError(t, testkit.Recv(t, won))
+			require.True(t, b.IsLeader())
+		})
+	}
 }
 
 // Deleting the whole election (etcdctl del --prefix) deletes the leader's
@@ -225,23 +242,6 @@ func TestDeletePrefixWhileWaiting(t *testing.T) {
 		_, err = a.Leader(ctx)
 		require.ErrorIs(t, err, election.ErrNoLeader)
 	}
-}
-
-// etcd #19597: a candidate whose lease dies stops waiting with an error.
-func TestCampaignLeaseDies(t *testing.T) {
-	c := embedtest.New(t)
-	ctx := testkit.Context(t)
-	admin := c.Client()
-	a, b := candidate(t, c, "leasedies"), candidate(t, c, "leasedies")
-	require.NoError(t, a.Campaign(ctx, "a"))
-	won := campaignAsync(ctx, b, "b")
-	keys := waitQueued(t, admin, "leasedies", 2)
-	resp, err := admin.Get(ctx, keys[1])
-	require.NoError(t, err)
-	_, err = admin.Revoke(ctx, clientv3.LeaseID(resp.Kvs[0].Lease))
-	require.NoError(t, err)
-	require.ErrorIs(t, testkit.Recv(t, won), election.ErrLost)
-	require.True(t, a.IsLeader())
 }
 
 func TestCampaignContextEnds(t *testing.T) {

@@ -9,6 +9,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
@@ -21,11 +23,36 @@ func candidate(t *testing.T, c *embedtest.Cluster, name string, opts ...election
 	t.Helper()
 	cli, err := c.NewClient()
 	require.NoError(t, err)
+	return candidateOn(t, cli, name, opts...)
+}
+
+// candidateOn returns an Election on cli, resigned when the test ends.
+func candidateOn(t *testing.T, cli *clientv3.Client, name string, opts ...election.Option) *election.Election {
+	t.Helper()
 	e, err := election.New(cli, name, opts...)
 	require.NoError(t, err)
 	testkit.Cleanup(t, func(ctx context.Context) { e.Resign(ctx) })
 	return e
 }
+
+// observe starts e.Observe for the rest of the test: when the test ends,
+// its ctx ends and its channel is drained.
+func observe(t *testing.T, ctx context.Context, e *election.Election) <-chan election.Leader {
+	ctx, stop := context.WithCancel(ctx)
+	ch := e.Observe(ctx)
+	t.Cleanup(func() {
+		stop()
+		for range ch {
+		}
+	})
+	return ch
+}
+
+// quickRedial keeps gRPC's wait between reconnects short (it grows to 2
+// minutes), so that a test waits for Observe rather than for the client.
+var quickRedial = []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+	Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
+})}
 
 // waitQueued blocks until at least n candidates are in line for name,
 // and returns their keys, oldest first.

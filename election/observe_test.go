@@ -3,12 +3,9 @@ package election_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/backoff"
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/embedtest"
@@ -22,10 +19,7 @@ func TestObserveEveryChange(t *testing.T) {
 	ctx := testkit.Context(t)
 	const name = "observe"
 	a, b := candidate(t, c, name), candidate(t, c, name)
-	obs := candidate(t, c, name)
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	ch := obs.Observe(octx)
+	ch := observe(t, ctx, candidate(t, c, name))
 
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch), "first: no leader")
 	require.NoError(t, a.Campaign(ctx, "a"))
@@ -45,10 +39,6 @@ func TestObserveEveryChange(t *testing.T) {
 
 	require.NoError(t, b.Resign(ctx))
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch), "no leader after the last resigns")
-
-	stop()
-	for range ch {
-	}
 }
 
 // Observe's first report is the leader at the time, even if it is not
@@ -77,23 +67,14 @@ func TestObserveAfterReconnect(t *testing.T) {
 	const name = "reconnect"
 	proxy, err := c.NewProxy(0)
 	require.NoError(t, err)
-	// gRPC backs off reconnecting for up to 2 minutes; keep it short, or
-	// the test waits for the client rather than for Observe.
-	obsCli, err := c.NewClient(clientv3.Config{
-		Endpoints: []string{proxy.Endpoint()},
-		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
-			Backoff: backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, MaxDelay: 200 * time.Millisecond},
-		})},
-	})
+	obsCli, err := c.NewClient(clientv3.Config{Endpoints: []string{proxy.Endpoint()}, DialOptions: quickRedial})
 	require.NoError(t, err)
 	obs, err := election.New(obsCli, name)
 	require.NoError(t, err)
 	a, b, cc := candidate(t, c, name), candidate(t, c, name), candidate(t, c, name)
 
 	require.NoError(t, a.Campaign(ctx, "a"))
-	octx, stop := context.WithCancel(ctx)
-	defer stop()
-	ch := obs.Observe(octx)
+	ch := observe(t, ctx, obs)
 	require.Equal(t, election.Leader{Value: "a", Rev: a.Rev()}, testkit.Recv(t, ch))
 
 	proxy.Cut()
@@ -108,7 +89,4 @@ func TestObserveAfterReconnect(t *testing.T) {
 	// It goes on following the election.
 	require.NoError(t, cc.Resign(ctx))
 	require.Equal(t, election.Leader{}, testkit.Recv(t, ch))
-	stop()
-	for range ch {
-	}
 }
