@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/internal/testkit"
@@ -82,10 +81,7 @@ func TestOutagePolicy(t *testing.T) {
 				return []ratelimit.Option{ratelimit.WithClock(clk.Now), ratelimit.WithOutagePolicy(policy),
 					ratelimit.WithCallTimeout(outageTimeout), ratelimit.WithMetrics(m)}
 			}
-			p, err := c.NewProxy(0)
-			require.NoError(t, err)
-			cut, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
-			require.NoError(t, err)
+			p, cut := testkit.Proxied(t, c, 0)
 			ma := newOutageRecorder()
 			a := newLimiter(t, cut, "outage", lim, opts(ma)...)
 			b := newLimiter(t, c.Client(), "outage", lim, opts(newOutageRecorder())...)

@@ -10,7 +10,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
-	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/goleak"
 
 	"github.com/leasekit/leasekit/embedtest"
@@ -89,10 +88,7 @@ func TestOutageMetrics(t *testing.T) {
 	require.NoError(t, err)
 	c := embedtest.New(t)
 	ctx := testkit.Context(t)
-	p, err := c.NewProxy(0)
-	require.NoError(t, err)
-	cli, err := c.NewClient(clientv3.Config{Endpoints: []string{p.Endpoint()}})
-	require.NoError(t, err)
+	p, cli := testkit.Proxied(t, c, 0)
 	var lims []*ratelimit.Limiter
 	for _, policy := range []ratelimit.OutagePolicy{ratelimit.FailOpen, ratelimit.FailClosed} {
 		l, err := ratelimit.New(cli, policy.String(), ratelimit.PerSecond(10), ratelimit.WithMetrics(m),
