@@ -202,8 +202,10 @@ var MutexModel = porcupine.Model{
 // its interval, never has two holders at once. Unlike CheckTokenOrder it
 // assumes nothing about the order of holders. It returns an error for a
 // violation, and porcupine.Unknown with a nil error if timeout passed
-// first. On a violation it writes porcupine's visualization to a file in
-// the temporary directory and names it in the error.
+// first. On a violation, if $LEASEKIT_CHAOS_VIZ_DIR names a directory, it
+// writes porcupine's visualization there and names the file in the error;
+// otherwise it writes nothing (the checker's own tests make violations on
+// purpose, and every run would leave a file behind).
 func CheckMutex(holds []Hold, revokes []Revoke, timeout time.Duration) (porcupine.CheckResult, error) {
 	ops := make([]porcupine.Operation, 0, 2*len(holds))
 	for _, h := range holds {
@@ -219,7 +221,11 @@ func CheckMutex(holds []Hold, revokes []Revoke, timeout time.Duration) (porcupin
 		return res, nil
 	}
 	err := fmt.Errorf("the history of %d holds is not linearizable as a mutex", len(holds))
-	if f, ferr := os.CreateTemp("", "leasekit-chaos-*.html"); ferr == nil {
+	dir := os.Getenv(VizDirEnv)
+	if dir == "" {
+		return res, fmt.Errorf("%w (set %s to keep porcupine's visualization)", err, VizDirEnv)
+	}
+	if f, ferr := os.CreateTemp(dir, "leasekit-chaos-*.html"); ferr == nil {
 		if porcupine.Visualize(MutexModel, info, f) == nil {
 			err = fmt.Errorf("%w; visualization: %s", err, f.Name())
 		}
@@ -227,6 +233,10 @@ func CheckMutex(holds []Hold, revokes []Revoke, timeout time.Duration) (porcupin
 	}
 	return res, err
 }
+
+// VizDirEnv names the environment variable that tells CheckMutex where to
+// write porcupine's visualization of a history that fails.
+const VizDirEnv = "LEASEKIT_CHAOS_VIZ_DIR"
 
 func ns(t int64) time.Duration { return time.Duration(t) }
 
