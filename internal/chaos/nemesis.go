@@ -11,6 +11,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/embedtest"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Kind is a kind of fault.
@@ -105,7 +106,7 @@ func (n *Nemesis) Inject(ctx context.Context, round int, kind Kind) (Fault, erro
 		if kind == CutClient {
 			d = n.CutFor
 		}
-		if err := wait(ctx, d); err != nil {
+		if err := etcderr.Sleep(ctx, d); err != nil {
 			heal(context.WithoutCancel(ctx))
 			return f, err
 		}
@@ -170,7 +171,7 @@ func (n *Nemesis) start(ctx context.Context, kind Kind) (heal func(context.Conte
 		// So the clients' traffic to the member is cut first and given a
 		// moment to drain; they see it go silent, then it crashes.
 		n.quiesce(i, true)
-		if err := wait(ctx, drainFor); err != nil {
+		if err := etcderr.Sleep(ctx, drainFor); err != nil {
 			n.quiesce(i, false)
 			return nil, m.Name(), err
 		}
@@ -241,18 +242,5 @@ func (n *Nemesis) quiesce(i int, cut bool) {
 		} else {
 			ps[i].Heal()
 		}
-	}
-}
-
-// wait waits for d or until ctx ends. It is the nemesis's schedule, not
-// a wait for a condition.
-func wait(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }

@@ -107,6 +107,13 @@ func (b *Backoff) Delay() time.Duration {
 func (b *Backoff) Wait(ctx context.Context) error {
 	d := b.Delay()
 	b.next = min(2*d, b.Max)
+	return Sleep(ctx, d)
+}
+
+// Sleep pauses for d, or until ctx ends, and then returns ctx's error. It
+// is a schedule's pause (a backoff, a fault's duration), never a wait
+// for a condition.
+func Sleep(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
