@@ -78,8 +78,7 @@ func newCandidate(s *suite, i int, ttl time.Duration, stats *tally) *candidate {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	return &candidate{s: s, id: i, cli: s.clients[i], e: e, stats: stats,
-		rng: rand.New(rand.NewSource(s.rng.Int63()))}
+	return &candidate{worker: newWorker(s, i, stats), e: e}
 }
 
 // electionQueue is where the candidates' keys are.
@@ -119,25 +118,11 @@ func (s *suite) checkElection() {
 }
 
 type candidate struct {
-	s     *suite
-	id    int
-	cli   *clientv3.Client
-	e     *election.Election
-	rng   *rand.Rand
-	stats *tally
-	seq   int
+	worker
+	e *election.Election
 }
 
-func (c *candidate) run(ctx context.Context) {
-	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
-	for ctx.Err() == nil {
-		if c.once(ctx) {
-			b.Reset()
-		} else if b.Wait(ctx) != nil {
-			return
-		}
-	}
-}
+func (c *candidate) run(ctx context.Context) { repeat(ctx, c.once) }
 
 // lead leads with Run until ctx ends. Each term's duties do three to
 // eight guarded writes, retrying failed ones until their ctx ends, and
@@ -156,9 +141,7 @@ func (c *candidate) lead(ctx context.Context) {
 				LeaseFloor: prevEnd, ReleaseCall: Never}
 			b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
 			for n := 3 + c.rng.Intn(6); n > 0 && dctx.Err() == nil; {
-				c.seq++
-				a, call, tried := s.increment(dctx, c.id, c.cli, c.e.Guard(), h.Token,
-					fmt.Sprintf("%s%d-%06d", s.recordsKey(), c.id, c.seq))
+				a, call, tried := c.increment(dctx, c.e.Guard(), h.Token)
 				if !tried {
 					c.stats.add("write: read failed")
 				} else {
@@ -209,22 +192,7 @@ func (c *candidate) once(ctx context.Context) bool {
 	h := Hold{Client: c.id, Token: c.e.Rev(), AcqCall: acqCall, AcqRet: acqRet, Alive: acqCall,
 		LeaseFloor: acqCall, ReleaseCall: Never}
 	bg := context.WithoutCancel(ctx)
-	progressed := false
-	for range 1 + c.rng.Intn(3) {
-		c.seq++
-		a, call, tried := s.increment(bg, c.id, c.cli, c.e.Guard(), h.Token,
-			fmt.Sprintf("%s%d-%06d", s.recordsKey(), c.id, c.seq))
-		if !tried {
-			c.stats.add("write: read failed")
-			break
-		}
-		c.stats.add("write: " + a.Outcome.String())
-		if a.Outcome != Committed {
-			break
-		}
-		h.Alive = max(h.Alive, call)
-		progressed = true
-	}
+	progressed := c.writes(bg, c.e.Guard(), &h, nil)
 	// Resign returns nil for a term that was already lost, whose key may
 	// still await expiry: only a resignation of a live term ends it.
 	lostBefore := c.e.Err()
@@ -238,9 +206,5 @@ func (c *candidate) once(ctx context.Context) bool {
 	case lostBefore != nil:
 		c.stats.add("resign: term already lost: " + classify(lostBefore))
 	}
-	s.rec.Hold(h)
-	if progressed {
-		s.prog.Record(c.id, acqCall)
-	}
-	return progressed
+	return c.ended(h, acqCall, progressed)
 }

@@ -166,6 +166,84 @@ func (s *suite) increment(ctx context.Context, client int, cli *clientv3.Client,
 	return a, call, tried
 }
 
+// worker is what a lock worker and an election candidate share: the index
+// of its client and the client, a random source of its own, the tally of
+// its outcomes and the sequence that names its write records.
+type worker struct {
+	s     *suite
+	id    int
+	cli   *clientv3.Client
+	rng   *rand.Rand
+	stats *tally
+	seq   int
+}
+
+func newWorker(s *suite, i int, stats *tally) worker {
+	return worker{s: s, id: i, cli: s.clients[i], stats: stats, rng: rand.New(rand.NewSource(s.rng.Int63()))}
+}
+
+// increment is suite.increment by this worker as the holder of token.
+func (w *worker) increment(ctx context.Context, guard clientv3.Cmp, token int64) (a Attempt, call int64, tried bool) {
+	w.seq++
+	return w.s.increment(ctx, w.id, w.cli, guard, token, fmt.Sprintf("%s%d-%06d", w.s.recordsKey(), w.id, w.seq))
+}
+
+// writes does one to three guarded writes as the holder of h, up to the
+// first that does not commit, and calls after, if set, after each. It
+// moves h.Alive to the call of the last commit and reports whether a
+// write committed.
+func (w *worker) writes(ctx context.Context, guard clientv3.Cmp, h *Hold, after func()) bool {
+	progressed := false
+	for range 1 + w.rng.Intn(3) {
+		a, call, tried := w.increment(ctx, guard, h.Token)
+		if after != nil {
+			after()
+		}
+		if !tried {
+			w.stats.add("write: read failed")
+			break
+		}
+		w.stats.add("write: " + a.Outcome.String())
+		if a.Outcome != Committed {
+			break
+		}
+		h.Alive = max(h.Alive, call)
+		progressed = true
+	}
+	return progressed
+}
+
+// ended records the hold h, acquired at acqCall, and the worker's
+// progress if a write committed in it; it returns progressed.
+func (w *worker) ended(h Hold, acqCall int64, progressed bool) bool {
+	w.s.rec.Hold(h)
+	if progressed {
+		w.s.prog.Record(w.id, acqCall)
+	}
+	return progressed
+}
+
+// progressed waits, for progressTimeout at most, until every client has
+// made progress since the time since; it returns those that had not.
+func (s *suite) progressed(ctx context.Context, since int64) ([]int, error) {
+	ctx, cancel := context.WithTimeout(ctx, progressTimeout)
+	defer cancel()
+	return s.prog.Wait(ctx, since)
+}
+
+// repeat calls once until ctx ends, pausing after each call that made no
+// progress, longer each time in a row.
+func repeat(ctx context.Context, once func(ctx context.Context) bool) {
+	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	for ctx.Err() == nil {
+		if once(ctx) {
+			b.Reset()
+		} else if b.Wait(ctx) != nil {
+			return
+		}
+	}
+}
+
 // commitFunc commits op only while a holder's guard holds; rejected
 // reports that etcd (or the library, knowing the hold lost) refused it
 // for that reason, and nothing was committed.
@@ -257,9 +335,7 @@ func (s *suite) loop(nem *Nemesis, rounds int, kinds func(round int) Kind, worke
 		}
 	}()
 
-	warm, wcancel := context.WithTimeout(ctx, progressTimeout)
-	behind, err := s.prog.Wait(warm, 0)
-	wcancel()
+	behind, err := s.progressed(ctx, 0)
 	if err != nil {
 		t.Errorf("clients %v made no progress before any fault", behind)
 		return
@@ -275,9 +351,7 @@ func (s *suite) loop(nem *Nemesis, rounds int, kinds func(round int) Kind, worke
 			t.Errorf("%v", err)
 			return
 		}
-		pctx, pcancel := context.WithTimeout(ctx, progressTimeout)
-		behind, err := s.prog.Wait(pctx, f.Heal)
-		pcancel()
+		behind, err := s.progressed(ctx, f.Heal)
 		took := time.Duration(s.clock.Now() - f.Heal)
 		worst = max(worst, took)
 		t.Logf("round %3d: %-16s on %-26s every client progressed %v after healing",

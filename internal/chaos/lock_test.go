@@ -11,7 +11,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 	"github.com/leasekit/leasekit/internal/testkit"
 )
@@ -50,8 +49,7 @@ func TestLockUnderFaults(t *testing.T) {
 		if i%2 == 0 {
 			opts = etcdlock.LockOptions{Key: lockName, TTL: time.Second, AutoRefresh: true}
 		}
-		w := &lockWorker{s: s, id: i, cli: s.clients[i], locker: l, opts: opts, stats: &stats,
-			rng: rand.New(rand.NewSource(s.rng.Int63()))}
+		w := &lockWorker{worker: newWorker(s, i, &stats), locker: l, opts: opts}
 		run = append(run, w.run)
 	}
 
@@ -97,26 +95,12 @@ func lockHolder(ctx context.Context, admin *etcdlock.Locker, name string) (h etc
 }
 
 type lockWorker struct {
-	s      *suite
-	id     int
-	cli    *clientv3.Client
+	worker
 	locker *etcdlock.Locker
 	opts   etcdlock.LockOptions
-	rng    *rand.Rand
-	stats  *tally
-	seq    int
 }
 
-func (w *lockWorker) run(ctx context.Context) {
-	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
-	for ctx.Err() == nil {
-		if w.once(ctx) {
-			b.Reset()
-		} else if b.Wait(ctx) != nil {
-			return
-		}
-	}
-}
+func (w *lockWorker) run(ctx context.Context) { repeat(ctx, w.once) }
 
 // once takes the lock, does one to three guarded writes and releases it.
 // It reports whether a write committed.
@@ -144,23 +128,7 @@ func (w *lockWorker) once(ctx context.Context) bool {
 
 	// Writes and Release finish even when the run stops.
 	bg := context.WithoutCancel(ctx)
-	progressed := false
-	for range 1 + w.rng.Intn(3) {
-		w.seq++
-		a, call, tried := s.increment(bg, w.id, w.cli, lk.Guard(), lk.Token(),
-			fmt.Sprintf("%s%d-%06d", s.recordsKey(), w.id, w.seq))
-		floor()
-		if !tried {
-			w.stats.add("write: read failed")
-			break
-		}
-		w.stats.add("write: " + a.Outcome.String())
-		if a.Outcome != Committed {
-			break
-		}
-		h.Alive = max(h.Alive, call)
-		progressed = true
-	}
+	progressed := w.writes(bg, lk.Guard(), &h, floor)
 	h.ReleaseCall = s.clock.Now()
 	err = s.wd.Do(bg, "Release", opTimeout, lk.Release)
 	h.ReleaseRet = s.clock.Now()
@@ -168,9 +136,5 @@ func (w *lockWorker) once(ctx context.Context) bool {
 	if err != nil {
 		w.stats.add("release: " + classify(err))
 	}
-	s.rec.Hold(h)
-	if progressed {
-		s.prog.Record(w.id, acqCall)
-	}
-	return progressed
+	return w.ended(h, acqCall, progressed)
 }

@@ -336,9 +336,7 @@ func (r *procRun) run(workers, rounds int, tune func(*procConfig)) {
 	}
 
 	ctx := context.Background()
-	wctx, cancel := context.WithTimeout(ctx, progressTimeout)
-	behind, err := s.prog.Wait(wctx, 0)
-	cancel()
+	behind, err := s.progressed(ctx, 0)
 	if err != nil {
 		r.fail("workers %v made no progress before any pause", behind)
 		return
@@ -484,9 +482,7 @@ func (r *procRun) round(ctx context.Context, round int) bool {
 	}
 
 	// Every worker, the resumed one too, commits again.
-	pctx, cancel := context.WithTimeout(ctx, progressTimeout)
-	behind, err := s.prog.Wait(pctx, contAt)
-	cancel()
+	behind, err := s.progressed(ctx, contAt)
 	if err != nil {
 		r.fail("round %d: workers %v committed nothing within %v of the resume", round, behind, progressTimeout)
 		return false

@@ -18,7 +18,6 @@ import (
 
 	"github.com/leasekit/leasekit/election"
 	"github.com/leasekit/leasekit/etcdlock"
-	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/lease"
 )
 
@@ -265,14 +264,7 @@ func (w *procWorker) runLock(ctx context.Context) error {
 		return err
 	}
 	w.out.emit(procEvent{Ev: "ready"})
-	b := etcderr.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
-	for ctx.Err() == nil {
-		if w.lockOnce(ctx, l) {
-			b.Reset()
-		} else if b.Wait(ctx) != nil {
-			break
-		}
-	}
+	repeat(ctx, func(ctx context.Context) bool { return w.lockOnce(ctx, l) })
 	return l.Close()
 }
 
