@@ -16,6 +16,7 @@ import (
 
 	"github.com/leasekit/leasekit/embedtest"
 	"github.com/leasekit/leasekit/etcdclient"
+	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/benchkit"
 )
 
@@ -260,4 +261,14 @@ func (s *scope) cuttableClient(i int) (*clientv3.Client, *embedtest.Proxy, error
 	}
 	s.defer_(func() { cli.Close() })
 	return cli, p, nil
+}
+
+// locker returns a Locker on cli under the demo's lock prefix.
+func (s *scope) locker(cli *clientv3.Client, opts ...etcdlock.Option) (*etcdlock.Locker, error) {
+	l, err := etcdlock.New(cli, append([]etcdlock.Option{etcdlock.WithPrefix(s.e.lockPrefix())}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	s.defer_(func() { l.Close() })
+	return l, nil
 }

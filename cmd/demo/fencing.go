@@ -60,16 +60,14 @@ be refused.`, name)
 	if err != nil {
 		return err
 	}
-	lockerA, err := etcdlock.New(cliA, etcdlock.WithPrefix(e.lockPrefix()))
+	lockerA, err := sc.locker(cliA)
 	if err != nil {
 		return err
 	}
-	sc.defer_(func() { lockerA.Close() })
-	lockerB, err := etcdlock.New(cliB, etcdlock.WithPrefix(e.lockPrefix()))
+	lockerB, err := sc.locker(cliB)
 	if err != nil {
 		return err
 	}
-	sc.defer_(func() { lockerB.Close() })
 
 	lkA, err := lockerA.LockWithOptions(ctx, etcdlock.LockOptions{Key: name, TTL: e.size.faultTTL, AutoRefresh: true})
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/leasekit/leasekit/etcdlock"
 	"github.com/leasekit/leasekit/internal/benchkit"
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // hold is one worker's turn with the lock in the fair-queue story.
@@ -51,12 +52,10 @@ the holder's delete event alone admits the next one: no polling, no herd.`, n, n
 			return err
 		}
 		clis[i] = cli
-		l, err := etcdlock.New(cli, etcdlock.WithPrefix(e.lockPrefix()),
-			etcdlock.WithMetadata(map[string]string{"worker": worker(i)}))
+		l, err := sc.locker(cli, etcdlock.WithMetadata(map[string]string{"worker": worker(i)}))
 		if err != nil {
 			return err
 		}
-		sc.defer_(func() { l.Close() })
 		lockers[i] = l
 	}
 
@@ -175,14 +174,7 @@ func takeTurn(ctx context.Context, e *env, cli *clientv3.Client, l *etcdlock.Loc
 }
 
 // work stands for the work a holder does: it takes d, or until ctx ends.
-func work(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
-}
+func work(ctx context.Context, d time.Duration) { etcderr.Sleep(ctx, d) }
 
 // compareThroughput runs DESIGN.md's contended workload (workers with
 // their own clients, one lock, 1ms holds) on leasekit and on etcd's

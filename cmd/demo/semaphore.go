@@ -32,11 +32,10 @@ served in the order they asked.`, replicas, name, limit, limit, s.semJobs, s.sem
 		if err != nil {
 			return err
 		}
-		l, err := etcdlock.New(cli, etcdlock.WithPrefix(e.lockPrefix()))
+		l, err := sc.locker(cli)
 		if err != nil {
 			return err
 		}
-		sc.defer_(func() { l.Close() })
 		lockers[i] = l
 	}
 
@@ -123,11 +122,10 @@ an error. Here r3 holds the lock with a %v TTL and is cut off from etcd.`, e.siz
 	if err != nil {
 		return err
 	}
-	l3, err := etcdlock.New(cli, etcdlock.WithPrefix(e.lockPrefix()))
+	l3, err := sc.locker(cli)
 	if err != nil {
 		return err
 	}
-	sc.defer_(func() { l3.Close() })
 	r3 := etcdlock.NewManager(l3)
 	var cutAt, endAt time.Time
 	stop := func() {}
