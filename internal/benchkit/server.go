@@ -252,6 +252,10 @@ func Endpoints(eps ...string) Target {
 	}}
 }
 
+// scrapeClient keeps no idle connection, which would outlive the test
+// binary's leak check.
+var scrapeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
 // ScrapeFsyncs reads the WAL fsync count from /metrics of the member at
 // ep (host:port, plain http), where etcd serves its metrics by default.
 func ScrapeFsyncs(ctx context.Context, ep string) (float64, error) {
@@ -259,7 +263,7 @@ func ScrapeFsyncs(ctx context.Context, ep string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := scrapeClient.Do(req)
 	if err != nil {
 		return 0, err
 	}
