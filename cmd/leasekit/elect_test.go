@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -38,9 +37,7 @@ func TestElectFailover(t *testing.T) {
 	if !gone.at.Before(second.at) || second.token <= first.token || !strings.HasPrefix(second.key, "/leasekit/election/job/") {
 		t.Fatalf("A's command gone at %v, B's started at %v with %+v", gone.at, second.at, second)
 	}
-	if code := a.wait(t); code != 128+int(syscall.SIGKILL) {
-		t.Fatalf("A exited %d", code)
-	}
+	a.exits(t, "A", 128+int(syscall.SIGKILL))
 	leaderIs(t, c, "job", fmt.Sprintf("B (term %d)", second.token))
 
 	// Without --once, B runs its command again after it exits.
@@ -54,9 +51,7 @@ func TestElectFailover(t *testing.T) {
 	if ev := kids.await("signal", "b"); ev.sig != syscall.SIGTERM {
 		t.Fatalf("B's command got %v", ev.sig)
 	}
-	if code := b.wait(t); code != 128+int(syscall.SIGTERM) {
-		t.Fatalf("B exited %d; stderr %q", code, b.output())
-	}
+	b.exits(t, "B", 128+int(syscall.SIGTERM))
 	code, out, _ := runLeasekit(t, nil, "leader", ep(c.Endpoints()...), "job")
 	if code != exitNone || out != "no leader\n" {
 		t.Fatalf("leader after both left: status %d, %q", code, out)
@@ -78,17 +73,7 @@ func TestElectOnceAndLeaderWatch(t *testing.T) {
 	t.Parallel()
 	c := embedtest.New(t)
 	kids := newChildren(t)
-	watch := exec.Command(leasekitBin, "leader", ep(c.Endpoints()...), "--watch", "w")
-	watch.Env = testEnv(nil)
-	stdout, err := watch.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := watch.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { watch.Process.Kill(); watch.Wait() })
-	lines := bufio.NewScanner(stdout)
+	watch, lines := leasekitLines(t, (*exec.Cmd).StdoutPipe, "leader", ep(c.Endpoints()...), "--watch", "w")
 	next := func(want string) {
 		t.Helper()
 		if !lines.Scan() || lines.Text() != want {
@@ -101,9 +86,7 @@ func TestElectOnceAndLeaderWatch(t *testing.T) {
 	ev := kids.await("start", "x")
 	next(fmt.Sprintf("X (term %d)", ev.token))
 	kids.tell("x", 7)
-	if code := once.wait(t); code != 7 {
-		t.Fatalf("elect --once exited %d, want its command's 7; stderr %q", code, once.output())
-	}
+	once.exits(t, "elect --once", 7)
 	next("no leader")
 
 	if err := watch.Process.Signal(syscall.SIGTERM); err != nil {

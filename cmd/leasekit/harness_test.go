@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -255,6 +256,24 @@ func leasekitEnv(t *testing.T, c *children, env []string, args ...string) *proc 
 	return p
 }
 
+// leasekitLines starts leasekit with args and returns it with a scanner
+// of the lines it writes to the pipe that pipe makes
+// ((*exec.Cmd).StdoutPipe or StderrPipe). It is killed when the test ends.
+func leasekitLines(t *testing.T, pipe func(*exec.Cmd) (io.ReadCloser, error), args ...string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.Command(leasekitBin, args...)
+	cmd.Env = testEnv(nil)
+	out, err := pipe(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	return cmd, bufio.NewScanner(out)
+}
+
 // testEnv is the environment of leasekit in tests: without the caller's
 // ETCDCTL_ settings, with the child mode's.
 func testEnv(c *children) []string {
@@ -287,6 +306,15 @@ func (p *proc) wait(t *testing.T) int {
 	case <-time.After(testkit.Timeout):
 		t.Fatalf("leasekit %q did not exit within %v; stderr: %s", p.cmd.Args[1:], testkit.Timeout, p.output())
 		return -1
+	}
+}
+
+// exits waits for leasekit to exit and fails the test unless its status
+// is want; what names it in the failure.
+func (p *proc) exits(t *testing.T, what string, want int) {
+	t.Helper()
+	if code := p.wait(t); code != want {
+		t.Fatalf("%s exited %d, want %d; stderr %q", what, code, want, p.output())
 	}
 }
 

@@ -128,9 +128,7 @@ func TestInteropWithEtcdMutex(t *testing.T) {
 	if err := <-locked; err != nil {
 		t.Fatalf("etcd's mutex after leasekit released: %v", err)
 	}
-	if code := p.wait(t); code != 0 {
-		t.Fatalf("leasekit exited %d", code)
-	}
+	p.exits(t, "leasekit", 0)
 	if err := m.Unlock(ctx); err != nil {
 		t.Fatal(err)
 	}

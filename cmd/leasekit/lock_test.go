@@ -70,9 +70,7 @@ func TestLockTryAndTimeout(t *testing.T) {
 		t.Fatalf("keys of busy: %v, %v; want the holder's alone", resp, err)
 	}
 	kids.tell("holder", 0)
-	if code := holder.wait(t); code != 0 {
-		t.Fatalf("holder exited %d", code)
-	}
+	holder.exits(t, "holder", 0)
 	code, _, stderr = runLeasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "--try", "busy"}, childArgs("free", "exit", "7"))...)
 	if code != 7 {
 		t.Fatalf("--try on a free lock: status %d, stderr %q", code, stderr)
@@ -135,13 +133,9 @@ func TestLockSignalsForwarded(t *testing.T) {
 			if ev := kids.await("signal", holderTag); ev.sig != sig {
 				t.Fatalf("the command got %v, want %v", ev.sig, sig)
 			}
-			if code := holder.wait(t); code != 128+int(sig) {
-				t.Fatalf("holder exited %d, want %d; stderr %q", code, 128+int(sig), holder.output())
-			}
+			holder.exits(t, "holder", 128+int(sig))
 			kids.await("start", nextTag)
-			if code := next.wait(t); code != 0 {
-				t.Fatalf("next exited %d; stderr %q", code, next.output())
-			}
+			next.exits(t, "next", 0)
 		})
 	}
 }
@@ -157,14 +151,10 @@ func TestLockSignalWhileWaiting(t *testing.T) {
 	waiter := leasekit(t, kids, cmdline([]string{"lock", ep(c.Endpoints()...), "wait"}, childArgs("waiter", "exit", "0"))...)
 	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/wait/", 2)
 	waiter.signal(t, syscall.SIGINT)
-	if code := waiter.wait(t); code != 128+int(syscall.SIGINT) {
-		t.Fatalf("waiter exited %d; stderr %q", code, waiter.output())
-	}
+	waiter.exits(t, "waiter", 128+int(syscall.SIGINT))
 	testkit.AwaitKeys(t, c.Client(), "/leasekit/lock/wait/", 1)
 	kids.tell("holder", 0)
-	if code := holder.wait(t); code != 0 {
-		t.Fatalf("holder exited %d", code)
-	}
+	holder.exits(t, "holder", 0)
 	if kids.seen("start", "waiter") {
 		t.Fatal("the waiter's command ran")
 	}
@@ -218,9 +208,7 @@ func TestLockCutOffHolderStopsFirst(t *testing.T) {
 		t.Fatalf("holder exited %d, want %d; stderr %q", code, exitLost, holder.output())
 	}
 	kids.tell("next", 0)
-	if code := next.wait(t); code != 0 {
-		t.Fatalf("next exited %d; stderr %q", code, next.output())
-	}
+	next.exits(t, "next", 0)
 }
 
 // TestUnlockForceStuckHolder breaks the lock of a leasekit stopped with
@@ -259,9 +247,7 @@ func TestUnlockForceStuckHolder(t *testing.T) {
 		t.Fatalf("stuck leasekit exited %d, want %d; stderr %q", code, exitLost, stuck.output())
 	}
 	kids.tell("next", 0)
-	if code := next.wait(t); code != 0 {
-		t.Fatalf("next exited %d", code)
-	}
+	next.exits(t, "next", 0)
 }
 
 // TestSemaphore runs three `leasekit sem --limit 2`: two commands run at
@@ -301,7 +287,5 @@ func TestSemaphore(t *testing.T) {
 			t.Fatalf("%s exited %d", tag, code)
 		}
 	}
-	if code := a.wait(t); code != 0 {
-		t.Fatalf("a exited %d", code)
-	}
+	a.exits(t, "a", 0)
 }

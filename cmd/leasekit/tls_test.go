@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"net"
 	"os/exec"
 	"strings"
@@ -102,17 +101,7 @@ func TestEtcdCommand(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	etcd := exec.Command(leasekitBin, "etcd", "--listen="+addr, "--data-dir="+t.TempDir())
-	etcd.Env = testEnv(nil)
-	stderr, err := etcd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := etcd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { etcd.Process.Kill(); etcd.Wait() })
-	lines := bufio.NewScanner(stderr)
+	etcd, lines := leasekitLines(t, (*exec.Cmd).StderrPipe, "etcd", "--listen="+addr, "--data-dir="+t.TempDir())
 	if !lines.Scan() || !strings.Contains(lines.Text(), "serving http://"+addr) {
 		t.Fatalf("leasekit etcd printed %q (%v)", lines.Text(), lines.Err())
 	}
