@@ -3,6 +3,7 @@ package embedtest_test
 import (
 	"context"
 	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -172,4 +173,28 @@ func TestBadUse(t *testing.T) {
 	require.NoError(t, live.Member(2).Restart(ctx))
 	_, err = live.WaitLeader(ctx)
 	require.NoError(t, err)
+}
+
+func TestWithClientAddr(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+
+	c := embedtest.New(t, embedtest.WithClientAddr(addr))
+	require.Equal(t, []string{"http://" + addr}, c.Endpoints())
+	ctx := testkit.Context(t)
+	_, err = c.Client().Put(ctx, "k", "v")
+	require.NoError(t, err)
+
+	// Taken now: Start fails instead of picking another port.
+	_, err = embedtest.Start(ctx, embedtest.WithClientAddr(addr))
+	require.Error(t, err)
+	for _, opts := range [][]embedtest.Option{
+		{embedtest.WithClientAddr(addr), embedtest.WithMembers(3)},
+		{embedtest.WithClientAddr("no-port")},
+	} {
+		_, err = embedtest.Start(ctx, opts...)
+		require.ErrorIs(t, err, embedtest.ErrInvalidOption)
+	}
 }
