@@ -11,11 +11,6 @@ import (
 type Candidate struct {
 	// EtcdKey is the candidate's key in etcd.
 	EtcdKey string
-	// Key is EtcdKey.
-	//
-	// Deprecated: Use EtcdKey. Key is the name of a lock or an election
-	// everywhere else in leasekit (etcdlock.Lock.Key, Election.Key).
-	Key string
 	// Value is what the candidate campaigned or last proclaimed with.
 	Value string
 	// Rev is the key's create revision: the term, if the candidate leads.
@@ -36,7 +31,7 @@ func (e *Election) Candidates(ctx context.Context) ([]Candidate, error) {
 	}
 	line := make([]Candidate, 0, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		line = append(line, Candidate{EtcdKey: string(kv.Key), Key: string(kv.Key), Value: string(kv.Value), Rev: kv.CreateRevision, LeaseID: kv.Lease})
+		line = append(line, Candidate{EtcdKey: string(kv.Key), Value: string(kv.Value), Rev: kv.CreateRevision, LeaseID: kv.Lease})
 	}
 	return line, nil
 }

@@ -42,7 +42,6 @@ func TestCandidatesInOrder(t *testing.T) {
 	// the fencing token.
 	require.Equal(t, "line/up", first.Key())
 	require.Equal(t, first.Rev(), first.Token())
-	require.Equal(t, line[0].EtcdKey, line[0].Key, "the deprecated Key")
 	require.True(t, strings.HasPrefix(first.EtcdKey(), obs.KeyPrefix()), first.EtcdKey())
 	require.NoError(t, first.Resign(ctx))
 	require.NoError(t, <-done)
