@@ -44,7 +44,7 @@ func BenchmarkContendedIdeal(b *testing.B) {
 // AutoRefresh beside concurrency.Mutex on a shared session, and the ADR's
 // Lock(ctx, key, ttl), a lease per lock, beside a new session per lock.
 func BenchmarkUncontended(b *testing.B) {
-	o := benchkit.Options{Round: 300 * time.Millisecond}
+	o := benchkit.Options{Round: time.Second}
 	b.Run("autorefresh", func(b *testing.B) {
 		benchkit.Bench(b, "mutex cycle, AutoRefresh vs shared session", benchkit.LeasekitMutex(true),
 			benchkit.ConcurrencyMutex(false), uncontended, o)
@@ -73,7 +73,7 @@ func BenchmarkSemaphoreContended(b *testing.B) {
 // semaphore of 2, beside concurrency.Mutex.
 func BenchmarkSemaphoreUncontended(b *testing.B) {
 	benchkit.Bench(b, "semaphore n=2 cycle, AutoRefresh", benchkit.LeasekitSemaphore(2), benchkit.ConcurrencyMutex(false),
-		uncontended, benchkit.Options{Round: 300 * time.Millisecond})
+		uncontended, benchkit.Options{Round: time.Second})
 }
 
 // BenchmarkRWMutexContended is the anchor workload on the RWMutex, one
@@ -95,7 +95,7 @@ func BenchmarkRWMutexReadOnly(b *testing.B) {
 // BenchmarkRWMutexUncontended is one worker's RLock and release, and Lock
 // and release.
 func BenchmarkRWMutexUncontended(b *testing.B) {
-	o := benchkit.Options{Round: 300 * time.Millisecond}
+	o := benchkit.Options{Round: time.Second}
 	b.Run("read", func(b *testing.B) {
 		benchkit.Bench(b, "rwmutex read cycle", benchkit.LeasekitRWMutex(), benchkit.RecipeRWMutex(),
 			benchkit.Workload{Workers: 1}, o)

@@ -59,8 +59,12 @@ type Round struct {
 	// takes that asked to write.
 	Waits, WriteWaits []time.Duration
 	// Handoffs runs from a holder calling Release to the next holder's
-	// take returning: Exclusive workloads only.
+	// take returning: Exclusive workloads only. For an election, from the
+	// leader calling Resign to the next candidate's Campaign returning.
 	Handoffs []time.Duration
+	// Resigns, for an election, runs from the leader calling Resign to
+	// Resign returning.
+	Resigns []time.Duration
 	// Holds is how long holds lasted, hold time as slept (a sleep
 	// overshoots).
 	Holds []time.Duration

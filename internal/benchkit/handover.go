@@ -73,15 +73,33 @@ func NewRotation(ctx context.Context, srv *Server, el Elector) (*Rotation, error
 }
 
 // Step lines the follower up, waits until its key is in etcd (and the
-// Settle of the Options given to CompareHandovers), and times the
-// leader's Resign until the follower's Campaign returns.
-func (r *Rotation) Step(ctx context.Context) (time.Duration, error) {
+// Settle of the Options given to CompareHandovers), and calls the
+// leader's Resign. It returns the handover, from that call until the
+// follower's Campaign returns, and how long Resign itself took: the two
+// end apart, since the next leader is told by the delete event while the
+// resigning one waits for etcd's answer to its own call.
+func (r *Rotation) Step(ctx context.Context) (handover, resign time.Duration, err error) {
 	leader, next := r.cs[r.i%2], r.cs[(r.i+1)%2]
 	r.i++
-	won := make(chan error, 1)
-	go func() { won <- next.Campaign(ctx, strconv.Itoa(r.i)) }()
+	won := make(chan time.Time, 1)
+	failed := make(chan error, 1)
+	go func() {
+		if err := next.Campaign(ctx, strconv.Itoa(r.i)); err != nil {
+			failed <- err
+			return
+		}
+		won <- time.Now()
+	}()
+	wait := func(err error) error {
+		select {
+		case <-won:
+			return err
+		case cerr := <-failed:
+			return errors.Join(err, cerr)
+		}
+	}
 	if err := WaitKeys(ctx, r.admin, r.line, 2); err != nil {
-		return 0, errors.Join(err, <-won)
+		return 0, 0, wait(err)
 	}
 	if r.settle != nil {
 		// Not a wait for a condition: the scenario is a candidate that
@@ -90,12 +108,15 @@ func (r *Rotation) Step(ctx context.Context) (time.Duration, error) {
 	}
 	start := time.Now()
 	if err := leader.Resign(ctx); err != nil {
-		return 0, errors.Join(err, <-won)
+		return 0, 0, wait(err)
 	}
-	if err := <-won; err != nil {
-		return 0, err
+	resign = time.Since(start)
+	select {
+	case at := <-won:
+		return at.Sub(start), resign, nil
+	case err := <-failed:
+		return 0, 0, err
 	}
-	return time.Since(start), nil
 }
 
 // Run times n handovers as one round, scored by 1/p50 of the handover.
@@ -103,11 +124,12 @@ func (r *Rotation) Run(ctx context.Context, n int) (Round, error) {
 	var rd Round
 	start := time.Now()
 	for range n {
-		d, err := r.Step(ctx)
+		d, resign, err := r.Step(ctx)
 		if err != nil {
 			return rd, err
 		}
 		rd.Handoffs = append(rd.Handoffs, d)
+		rd.Resigns = append(rd.Resigns, resign)
 		rd.Takes++
 	}
 	rd.Elapsed = time.Since(start)

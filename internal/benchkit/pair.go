@@ -158,6 +158,7 @@ type Side struct {
 	HandoffMax               time.Duration
 	Wait50, Wait99           time.Duration
 	WriteWait50, WriteWait99 time.Duration
+	Resign50                 time.Duration // an election's Resign call
 	Hold                     time.Duration // mean hold as slept
 	Jain                     float64       // of per-worker counts, over all rounds
 	FsyncsPerTake            float64       // -1 if unknown
@@ -191,6 +192,7 @@ func Sum(rs []Round) Side {
 	s.Handoff50, s.Handoff99, s.HandoffMax = Percentile(handoffs, 50), Percentile(handoffs, 99), Percentile(handoffs, 100)
 	s.Wait50, s.Wait99 = Percentile(waits, 50), Percentile(waits, 99)
 	s.WriteWait50, s.WriteWait99 = Percentile(writes, 50), Percentile(writes, 99)
+	s.Resign50 = Percentile(pool(rs, func(r Round) []time.Duration { return r.Resigns }), 50)
 	s.Hold = Mean(pool(rs, func(r Round) []time.Duration { return r.Holds }))
 	s.Jain = Jain(per)
 	s.FsyncsPerTake = -1

@@ -34,6 +34,8 @@ func Record(b *testing.B, srv *Server, c *Comparison) {
 		b.ReportMetric(Ms(a.Handoff50), "a-p50-ms")
 		b.ReportMetric(Ms(a.Handoff99), "a-p99-ms")
 		b.ReportMetric(Ms(bb.Handoff50), "b-p50-ms")
+		b.ReportMetric(Ms(a.Resign50), "a-resign-p50-ms")
+		b.ReportMetric(Ms(bb.Resign50), "b-resign-p50-ms")
 		b.ReportMetric(c.OfCeiling().Median, "a-of-ceiling")
 	} else {
 		b.ReportMetric(a.Rate.Median, "a-per-s")
@@ -150,7 +152,9 @@ func (c *Comparison) cells() []string {
 			fmt.Sprintf("%s: p50 %s", c.A, msStr(a.Handoff50)),
 			fmt.Sprintf("%s: p50 %s", c.B, msStr(b.Handoff50)),
 			ratio + " (B p50 / A p50)",
-			"p99 " + msStr(a.Handoff99), "p99 " + msStr(b.Handoff99), "–", ofCeiling(c)}
+			fmt.Sprintf("p99 %s; Resign returns p50 %s", msStr(a.Handoff99), msStr(a.Resign50)),
+			fmt.Sprintf("p99 %s; Resign returns p50 %s", msStr(b.Handoff99), msStr(b.Resign50)),
+			"–", ofCeiling(c)}
 	case c.Workload.Workers == 1:
 		return []string{c.Title, c.Server,
 			fmt.Sprintf("%s: %.0f cycles/s", c.A, a.Rate.Median),
