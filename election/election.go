@@ -267,13 +267,13 @@ func (e *Election) finish() {
 // win campaigns and records the won term.
 func (e *Election) win(ctx context.Context, value string, run bool) (*term, error) {
 	if err := ctx.Err(); err != nil {
-		e.metrics.Failed(e.name, reason(err))
+		e.metrics.Failed(e.name, etcderr.Reason(err, ErrLost))
 		return nil, fmt.Errorf("election: campaign %q: %w", e.name, err)
 	}
 	start := time.Now()
 	t, err := e.campaign(ctx, value, run)
 	if err != nil {
-		e.metrics.Failed(e.name, reason(err))
+		e.metrics.Failed(e.name, etcderr.Reason(err, ErrLost))
 		return nil, fmt.Errorf("election: campaign %q: %w", e.name, err)
 	}
 	e.mu.Lock()
@@ -283,18 +283,6 @@ func (e *Election) win(ctx context.Context, value string, run bool) (*term, erro
 	e.metrics.Elected(e.name, time.Since(start))
 	e.lg.Debug("elected", zap.Int64("term", t.entry.Rev()), zap.Duration("campaigned", time.Since(start)))
 	return t, nil
-}
-
-func reason(err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, ErrLost):
-		return "lost"
-	}
-	return "error"
 }
 
 // campaign joins the line on a lease of its own and waits for its turn.

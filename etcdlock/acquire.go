@@ -84,7 +84,7 @@ func (l *Locker) acquire(ctx context.Context, sh shape, opts LockOptions, wait b
 	case errors.Is(context.Cause(ctx), ErrClosed):
 		err = ErrClosed
 	}
-	l.metrics.Failed(sp.name, failure(err))
+	l.metrics.Failed(sp.name, etcderr.Reason(err, ErrLockLost))
 	return nil, fmt.Errorf("etcdlock: %s %q: %w", sp.kind, sp.name, err)
 }
 
@@ -157,19 +157,6 @@ func (l *Locker) bound(ctx context.Context, timeout time.Duration) (context.Cont
 		cancel(nil)
 		stopTimeout()
 	}
-}
-
-// failure is the reason metrics give for a failed acquisition.
-func failure(err error) string {
-	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
-	case errors.Is(err, context.Canceled):
-		return "canceled"
-	case errors.Is(err, ErrLockLost):
-		return "lost"
-	}
-	return "error"
 }
 
 // take joins sh's queue and, if wait is set, waits for its turn. Without

@@ -138,3 +138,18 @@ const CleanupTimeout = 2 * time.Second
 func Cleanup(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), CleanupTimeout)
 }
+
+// Reason is the reason the metrics of a failed acquisition or campaign
+// give: "timeout" or "canceled" when its context ended, "lost" when err
+// wraps lost (the package's loss error), else "error".
+func Reason(err, lost error) string {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, lost):
+		return "lost"
+	}
+	return "error"
+}

@@ -73,3 +73,15 @@ func TestCleanupKeepsValuesNotCancellation(t *testing.T) {
 	require.True(t, ok)
 	require.WithinDuration(t, time.Now().Add(etcderr.CleanupTimeout), deadline, time.Second)
 }
+
+func TestReason(t *testing.T) {
+	lost := errors.New("lost")
+	for err, want := range map[error]string{
+		fmt.Errorf("campaign: %w", context.DeadlineExceeded): "timeout",
+		fmt.Errorf("lock: %w", context.Canceled):             "canceled",
+		fmt.Errorf("lock: %w: lease expired", lost):          "lost",
+		rpctypes.ErrGRPCPermissionDenied:                     "error",
+	} {
+		require.Equal(t, want, etcderr.Reason(err, lost), "Reason(%v)", err)
+	}
+}
