@@ -38,13 +38,11 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	if err != nil {
 		return Info{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
 	}
-	if err := l.enter(); err != nil {
+	done, err := l.call(fmt.Sprintf("inspect %q", name))
+	if err != nil {
 		return Info{}, err
 	}
-	defer l.wg.Done()
-	if err := l.clientErr(); err != nil {
-		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)
-	}
+	defer done()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(l.ctx, cancel)()

@@ -206,6 +206,21 @@ func (l *Locker) clientErr() error {
 	return nil
 }
 
+// call begins one of the Locker's calls to etcd, what it does named in
+// errors ("inspect \"x\""), so that Close waits for it: it fails with
+// ErrClosed after Close, and at once if the client is closed. done ends
+// the call.
+func (l *Locker) call(what string) (done func(), err error) {
+	if err := l.enter(); err != nil {
+		return nil, err
+	}
+	if err := l.clientErr(); err != nil {
+		l.wg.Done()
+		return nil, fmt.Errorf("etcdlock: %s: %w", what, err)
+	}
+	return l.wg.Done, nil
+}
+
 // enter registers a call in flight; it fails after Close.
 func (l *Locker) enter() error {
 	l.mu.Lock()

@@ -32,13 +32,11 @@ func (l *Locker) InspectSemaphore(ctx context.Context, name string) (SemaphoreIn
 	if err != nil {
 		return SemaphoreInfo{}, err
 	}
-	if err := l.enter(); err != nil {
+	done, err := l.call(fmt.Sprintf("inspect semaphore %q", name))
+	if err != nil {
 		return SemaphoreInfo{}, err
 	}
-	defer l.wg.Done()
-	if err := l.clientErr(); err != nil {
-		return SemaphoreInfo{}, fmt.Errorf("etcdlock: inspect semaphore %q: %w", name, err)
-	}
+	defer done()
 	queuePrefix := base + "q/"
 	resp, err := l.cli.Txn(ctx).Then(
 		clientv3.OpGet(base+"n"),

@@ -32,13 +32,11 @@ func (l *Locker) ForceUnlock(ctx context.Context, name string, token int64) (Ent
 	if err != nil {
 		return Entry{}, err
 	}
-	if err := l.enter(); err != nil {
+	done, err := l.call(fmt.Sprintf("force unlock %q", name))
+	if err != nil {
 		return Entry{}, err
 	}
-	defer l.wg.Done()
-	if err := l.clientErr(); err != nil {
-		return Entry{}, fmt.Errorf("etcdlock: force unlock %q: %w", name, err)
-	}
+	defer done()
 	resp, err := l.cli.Get(ctx, k.keys, clientv3.WithFirstCreate()...)
 	if err != nil {
 		return Entry{}, fmt.Errorf("etcdlock: force unlock %q: %w", name, err)
