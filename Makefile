@@ -50,7 +50,7 @@ bench-etcd:
 		--listen-client-urls $$c --advertise-client-urls $$c \
 		--listen-peer-urls $$p --initial-advertise-peer-urls $$p --initial-cluster bench=$$p \
 		>$$dir/etcd.log 2>&1 & pid=$$!; \
-	trap 'kill $$pid; wait $$pid; rm -rf $$dir' EXIT; \
+	trap 'kill $$pid; wait $$pid || true; rm -rf $$dir' EXIT; \
 	LEASEKIT_BENCH_ENDPOINTS=127.0.0.1:$(BENCH_ETCD_PORT) $(MAKE) --no-print-directory bench
 
 ## bench-other: every other benchmark (rate limits, scale, embedtest start).
