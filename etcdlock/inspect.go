@@ -6,8 +6,6 @@ import (
 	"fmt"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
-
-	"github.com/leasekit/leasekit/internal/keys"
 )
 
 // Entry is one key in a lock's queue, as Inspect reports it.
@@ -34,9 +32,9 @@ type Info struct {
 // Inspect reads the holder and the waiters of the lock name with one
 // linearizable read. It ends when ctx ends or the Locker closes.
 func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
-	enc, err := keys.Encode(name)
+	prefix, err := l.shapeBase("", name)
 	if err != nil {
-		return Info{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return Info{}, err
 	}
 	done, err := l.call(fmt.Sprintf("inspect %q", name))
 	if err != nil {
@@ -46,7 +44,7 @@ func (l *Locker) Inspect(ctx context.Context, name string) (Info, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(l.ctx, cancel)()
-	resp, err := l.cli.Get(ctx, l.prefix+enc+"/", append(clientv3.WithFirstCreate(), clientv3.WithLimit(0))...)
+	resp, err := l.cli.Get(ctx, prefix, append(clientv3.WithFirstCreate(), clientv3.WithLimit(0))...)
 	if err != nil {
 		return Info{}, fmt.Errorf("etcdlock: inspect %q: %w", name, err)
 	}

@@ -50,11 +50,10 @@ func (p plain) busy(ctx context.Context) (bool, error) { return p.q.Busy(ctx) }
 
 // mutex is the shape of a plain lock: admitted when no key is ahead.
 func (l *Locker) mutex(name string) (plain, error) {
-	enc, err := keys.Encode(name)
+	prefix, err := l.shapeBase("", name)
 	if err != nil {
-		return plain{}, fmt.Errorf("%w: %v", ErrInvalidKey, err)
+		return plain{}, err
 	}
-	prefix := l.prefix + enc + "/"
 	return plain{kind: "lock", name: name, q: queue.New(l.cli, prefix, queue.Rule{N: 1}), keys: prefix}, nil
 }
 
@@ -67,7 +66,9 @@ const (
 	rwSegment  = "%rw/"
 )
 
-// shapeBase returns where the queue of the named hold of one shape lives.
+// shapeBase returns where the queue of the named hold of one shape lives:
+// the shape's segment ("" for a mutex) and the encoded name under the
+// Locker's prefix. A name that cannot be encoded is ErrInvalidKey.
 func (l *Locker) shapeBase(segment, name string) (string, error) {
 	enc, err := keys.Encode(name)
 	if err != nil {
