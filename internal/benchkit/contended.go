@@ -9,6 +9,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/leasekit/leasekit/internal/etcderr"
 )
 
 // Release gives a hold back.
@@ -157,7 +159,7 @@ func (c *Crew) Run(ctx context.Context, d time.Duration) (Round, error) {
 					mu.Lock()
 					r.Errs++
 					mu.Unlock()
-					sleep(ctx, 20*time.Millisecond)
+					etcderr.Sleep(ctx, 20*time.Millisecond)
 					continue
 				}
 				at := time.Now()
@@ -165,7 +167,7 @@ func (c *Crew) Run(ctx context.Context, d time.Duration) (Round, error) {
 				if prev := lastRelease.Load(); c.wl.Exclusive && prev != 0 {
 					handoff = at.Sub(time.Unix(0, prev))
 				}
-				sleep(ctx, c.wl.Hold)
+				etcderr.Sleep(ctx, c.wl.Hold)
 				held := time.Since(at)
 				if !at.Before(end) {
 					mu.Lock()
@@ -208,17 +210,4 @@ func (c *Crew) Run(ctx context.Context, d time.Duration) (Round, error) {
 		return r, errors.New("benchkit: every take of the round failed")
 	}
 	return r, nil
-}
-
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-	}
 }

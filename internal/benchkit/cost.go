@@ -122,8 +122,8 @@ func Measure(ctx context.Context, srv *Server, impl Impl, wl Workload, d time.Du
 		return c, fmt.Errorf("benchkit: no takes")
 	}
 	for m, n := range calls1 {
-		if d := n - calls0[m]; d > 0 {
-			c.Calls[m] = float64(d) / float64(takes)
+		if more := n - calls0[m]; more > 0 {
+			c.Calls[m] = float64(more) / float64(takes)
 		}
 	}
 	c.Allocs = (m1.objects - m0.objects) / float64(takes)

@@ -9,6 +9,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/leasekit/leasekit/internal/etcderr"
 	"github.com/leasekit/leasekit/internal/testkit"
 )
 
@@ -104,7 +105,7 @@ func (r *Rotation) Step(ctx context.Context) (handover, resign time.Duration, er
 	if r.settle != nil {
 		// Not a wait for a condition: the scenario is a candidate that
 		// has been in line this long.
-		sleep(ctx, r.settle())
+		etcderr.Sleep(ctx, r.settle())
 	}
 	start := time.Now()
 	if err := leader.Resign(ctx); err != nil {

@@ -110,10 +110,14 @@ func (b *Backoff) Wait(ctx context.Context) error {
 	return Sleep(ctx, d)
 }
 
-// Sleep pauses for d, or until ctx ends, and then returns ctx's error. It
-// is a schedule's pause (a backoff, a fault's duration), never a wait
-// for a condition.
+// Sleep pauses for d, or until ctx ends, and then returns ctx's error;
+// with d ≤ 0 it returns ctx's error at once. It is a schedule's pause (a
+// backoff, a fault's duration, a benchmark's hold), never a wait for a
+// condition.
 func Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -85,3 +85,14 @@ func TestReason(t *testing.T) {
 		require.Equal(t, want, etcderr.Reason(err, lost), "Reason(%v)", err)
 	}
 }
+
+func TestSleep(t *testing.T) {
+	ctx := context.Background()
+	require.NoError(t, etcderr.Sleep(ctx, 0))
+	require.NoError(t, etcderr.Sleep(ctx, -time.Second))
+	require.NoError(t, etcderr.Sleep(ctx, time.Millisecond))
+	ended, cancel := context.WithCancel(ctx)
+	cancel()
+	require.ErrorIs(t, etcderr.Sleep(ended, 0), context.Canceled)
+	require.ErrorIs(t, etcderr.Sleep(ended, time.Hour), context.Canceled)
+}
